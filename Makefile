@@ -1,0 +1,37 @@
+# Set-up lives here so a fresh machine needs only `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, pinned to the CPU build (a local wheel on these machines); on a GPU
+# machine use `make setup TORCH=torch==2.14.1` or install the CUDA build you need.
+TORCH ?= torch==2.13.0
+HARE_PROFILE ?= demo
+
+.PHONY: setup demo test test-fast ui bench-curate clean
+
+$(BIN)/hare: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+setup: $(BIN)/hare
+
+demo: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HARE_PROFILE=$(HARE_PROFILE) $(BIN)/hare demo
+
+test: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+ui: setup
+	$(BIN)/hare ui
+
+bench-curate: setup
+	$(BIN)/python bench/curate.py
+
+clean:
+	rm -rf .hare

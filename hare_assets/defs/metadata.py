@@ -1,0 +1,50 @@
+"""Metadata shapes the UI shows for every stage: per-reason tables with an example each."""
+
+import dagster as dg
+import polars as pl
+
+_REASON_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("reason", "string"),
+        dg.TableColumn("rows", "int"),
+        dg.TableColumn("example", "string", description="source/shard#row of the first such row"),
+        dg.TableColumn("detail", "string", description="why that example was caught"),
+    ]
+)
+
+
+def reason_table(rows: pl.DataFrame) -> dg.TableMetadataValue:
+    """One line per reason: how many rows, and the first example with its detail."""
+    if rows.is_empty():
+        return dg.MetadataValue.table(records=[], schema=_REASON_SCHEMA)
+    summary = (
+        rows.group_by("reason", maintain_order=True)
+        .agg(pl.len().alias("rows"), pl.first("source"), pl.first("shard"), pl.first("row"), pl.first("detail"))
+        .sort(["rows", "reason"], descending=[True, False])
+    )
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "reason": r["reason"],
+                    "rows": r["rows"],
+                    "example": f"{r['source']}/{r['shard']}#{r['row']}",
+                    "detail": (r["detail"] or "")[:200],
+                }
+            )
+            for r in summary.iter_rows(named=True)
+        ],
+        schema=_REASON_SCHEMA,
+    )
+
+
+def count_table(counts: dict[str, int], key: str) -> dg.MarkdownMetadataValue:
+    lines = [f"| {key} | rows |", "|---|---:|", *(f"| {k} | {v} |" for k, v in sorted(counts.items()))]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def frame_markdown(frame: pl.DataFrame) -> dg.MarkdownMetadataValue:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return dg.MetadataValue.md("\n".join([header, rule, *body]))

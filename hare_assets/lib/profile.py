@@ -1,0 +1,258 @@
+"""Profiles: the one YAML file that says which sources a run reads and how each stage behaves.
+
+`HARE_PROFILE` names a profile under `resources/profiles/` or gives a path to a YAML
+file; the default is `demo`. Values may use `${VAR}` for environment variables;
+`${HARE_DEMO_DIR}` always points at the demo corpus shipped in the package.
+Relative paths are resolved against the profile file's folder. Unknown or
+mistyped fields fail at load with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hare_assets.lib.paths import DEMO_DIR, PROFILES_DIR
+
+SOURCE_FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "tsv", "csv", "hf")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QualityRules(_Strict):
+    """Gopher/C4-style document rules. `None` disables a bound."""
+
+    min_words: int | None = 50
+    max_words: int | None = None
+    min_mean_word_length: float | None = 3.0
+    max_mean_word_length: float | None = 10.0
+    max_symbol_word_ratio: float | None = 0.1
+    # Line-share rules (bullets, ellipses, javascript, policy) judge only texts with at least
+    # this many lines: a one-line wire item that ends in "..." is not a list of teasers.
+    min_lines_for_line_rules: int = 3
+    max_bullet_line_ratio: float | None = 0.9
+    max_ellipsis_line_ratio: float | None = 0.3
+    min_alpha_word_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+    max_duplicate_line_ratio: float | None = 0.3
+    max_duplicate_line_char_ratio: float | None = 0.2
+    max_duplicate_paragraph_ratio: float | None = 0.3
+    max_duplicate_paragraph_char_ratio: float | None = 0.2
+    max_top_ngram_char_ratio: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    max_duplicate_ngram_char_ratio: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+    reject_lorem_ipsum: bool = True
+    reject_curly_bracket: bool = True
+    max_javascript_line_ratio: float | None = 0.1
+    max_policy_line_ratio: float | None = 0.1
+
+
+class LanguageRule(_Strict):
+    """Remove a text whose most likely language is not kept and whose probability mass
+    on the kept languages is below `min_score` (short English texts often score low but
+    still rank English first, so they stay)."""
+
+    keep: list[str] = Field(default_factory=lambda: ["en"])
+    min_score: float = 0.2
+    sample_chars: int = 4000
+
+
+class IncompleteRule(_Strict):
+    """HARE's "semantically incomplete samples": fragments and texts cut off mid-sentence."""
+
+    enabled: bool = True
+    min_words: int = 10
+    # A long document that merely ends on a dangling line loses that line instead of the whole text.
+    trim_tail_min_words: int = 300
+
+
+class CleanConfig(_Strict):
+    pii: Literal["mask", "drop", "keep"] = "mask"
+    strip_links: bool = True
+    language: LanguageRule = Field(default_factory=LanguageRule)
+    incomplete: IncompleteRule = Field(default_factory=IncompleteRule)
+    quality: QualityRules = Field(default_factory=QualityRules)
+
+
+class DedupConfig(_Strict):
+    engine: Literal["local", "spark"] = "local"
+    exact: bool = True
+    ngram: int = 5
+    num_perm: int = 112
+    bands: int | None = 14
+    rows: int | None = 8
+    threshold: float = 0.8
+    verify: bool = True
+    seed: int = 42
+    spark_submit: list[str] = Field(
+        default_factory=list, description="Extra arguments before the job module, e.g. --master/--packages"
+    )
+
+    @model_validator(mode="after")
+    def _bands_rows(self) -> DedupConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both dedup.bands and dedup.rows, or neither (then threshold picks them)")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"dedup.bands*rows ({self.bands}x{self.rows}) exceeds dedup.num_perm ({self.num_perm})")
+        return self
+
+
+class HFSource(_Strict):
+    id: str
+    config: str | None = None
+    split: str = "train"
+    streaming: bool = True
+    revision: str | None = None
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+    max_rows: int | None = None
+
+
+class Boilerplate(_Strict):
+    """Keep only the text between a start and an end marker (each a regex matched per line)."""
+
+    start: str | None = None
+    end: str | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+
+class SourceConfig(_Strict):
+    name: str
+    format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "tsv", "csv", "hf"]
+    path: str | None = None
+    hf: HFSource | None = None
+    text_field: str = "text"
+    exclude: list[str] = Field(default_factory=list, description="glob patterns of files under path to skip")
+    separator: str | None = Field(None, description="txt only: a regex; a matching line starts a new document")
+    keep_separator: bool = True
+    has_header: bool = True
+    columns: list[str] | None = Field(None, description="tsv/csv without a header: the column names")
+    boilerplate: Boilerplate | None = None
+    detokenize: Literal["wikitext", "agnews"] | None = None
+    weight: float = 1.0
+    quality: dict[str, object] = Field(default_factory=dict, description="per-source overrides of clean.quality")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", value):
+            raise ValueError("source names use letters, digits, '_', '-', '.' (they become partition keys)")
+        return value
+
+    @field_validator("separator")
+    @classmethod
+    def _separator(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+    @model_validator(mode="after")
+    def _location(self) -> SourceConfig:
+        if self.format == "hf" and self.hf is None:
+            raise ValueError(f"source {self.name!r} has format hf but no hf: block")
+        if self.format != "hf" and not self.path:
+            raise ValueError(f"source {self.name!r} needs a path")
+        if self.quality:
+            QualityRules(**self.quality)  # validate override names and types early
+        return self
+
+
+class IngestConfig(_Strict):
+    max_doc_bytes: int = 8_000_000
+
+
+class Profile(_Strict):
+    name: str
+    description: str = ""
+    sources: list[SourceConfig]
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> Profile:
+        names = [s.name for s in self.sources]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate source names: {sorted(dup)}")
+        if not names:
+            raise ValueError("a profile needs at least one source")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"profile {self.name!r} has no source {name!r}; sources: {[s.name for s in self.sources]}")
+
+    def quality_for(self, source: str) -> QualityRules:
+        overrides = self.source(source).quality
+        return self.clean.quality.model_copy(update=overrides) if overrides else self.clean.quality
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: str, where: str) -> str:
+    env = {"HARE_DEMO_DIR": str(DEMO_DIR), **os.environ}
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) not in env:
+            raise ProfileError(f"{where}: environment variable ${{{m.group(1)}}} is not set")
+        return env[m.group(1)]
+
+    return _VAR.sub(sub, value)
+
+
+def resolve_profile_path(name_or_path: str | os.PathLike[str] | None = None) -> Path:
+    spec = str(name_or_path or os.environ.get("HARE_PROFILE") or "demo")
+    candidate = Path(spec).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        path = candidate
+    else:
+        path = PROFILES_DIR / f"{spec}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ProfileError(f"profile {spec!r} not found at {path}; known profiles: {known}, or give a path to a YAML file")
+    return path.resolve()
+
+
+def load_profile(name_or_path: str | os.PathLike[str] | None = None) -> Profile:
+    """Load and validate a profile; raise ProfileError naming the offending field."""
+    path = resolve_profile_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: a profile is a mapping with at least 'name' and 'sources'")
+    for i, src in enumerate(raw.get("sources") or []):
+        if isinstance(src, dict) and isinstance(src.get("path"), str):
+            expanded = _expand(src["path"], f"{path}: sources.{i}.path")
+            if "://" not in expanded and not Path(expanded).is_absolute():
+                expanded = str((path.parent / expanded).resolve())
+            src["path"] = expanded
+    try:
+        return Profile(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ProfileError(f"{path}: {problems}") from None

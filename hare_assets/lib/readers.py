@@ -1,0 +1,348 @@
+"""Read one source shard into documents and quarantined records.
+
+A *record* is what a shard holds one of: a JSON line, a table row, a text file or
+a separator-delimited segment of one. Every record becomes either a document
+(`doc_id, source, shard, row, text, meta`) or a quarantine row with a reason,
+so `records == len(docs) + len(quarantine)` always holds. Byte-order marks and
+CRLF line ends are normalised, not quarantined.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zlib
+from fnmatch import fnmatch
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import xxhash
+from fsspec.core import url_to_fs
+
+from hare_assets.lib.profile import SourceConfig
+
+SNIPPET_CHARS = 500
+_LONE_SURROGATE = re.compile("[\udc80-\udcff]")
+
+# Reasons a record is quarantined (the `reason` column users query).
+INVALID_JSON = "invalid_json"
+INVALID_UTF8 = "invalid_utf8"
+WRONG_SCHEMA = "wrong_schema"
+MISSING_TEXT = "missing_text"
+NON_STRING_TEXT = "non_string_text"
+EMPTY_TEXT = "empty_text"
+TOO_LARGE = "too_large"
+TRUNCATED = "truncated_or_corrupt_stream"
+UNREADABLE = "unreadable_shard"
+
+_FORMAT_SUFFIXES = {
+    "jsonl": (".jsonl", ".json", ".ndjson"),
+    "jsonl.gz": (".jsonl.gz", ".json.gz", ".ndjson.gz"),
+    "jsonl.zst": (".jsonl.zst", ".json.zst", ".ndjson.zst", ".jsonl.zstd"),
+    "parquet": (".parquet",),
+    "txt": (".txt",),
+    "tsv": (".tsv",),
+    "csv": (".csv",),
+}
+
+
+def doc_id(text: str) -> str:
+    """Stable content hash: identical texts share an id until deduplication keeps one of them."""
+    return xxhash.xxh3_128_hexdigest(text.encode("utf-8", "surrogatepass"))
+
+
+def normalise_text(text: str) -> tuple[str, list[str]]:
+    """Strip a byte-order mark and turn CRLF/CR into LF; report what was changed."""
+    fixes = []
+    if text.startswith("\ufeff"):
+        text = text[1:]
+        fixes.append("bom")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        fixes.append("crlf")
+    return text, fixes
+
+
+@dataclass
+class ShardResult:
+    source: str
+    shard: str
+    docs: list[dict[str, Any]] = field(default_factory=list)
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    normalised: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return len(self.docs) + len(self.quarantine)
+
+    def reject(self, row: int, reason: str, detail: str, raw: str | bytes = "") -> None:
+        if isinstance(raw, bytes):
+            raw = raw[:SNIPPET_CHARS].decode("utf-8", "backslashreplace")
+        self.quarantine.append(
+            {"source": self.source, "shard": self.shard, "row": row, "reason": reason, "detail": detail, "raw": raw[:SNIPPET_CHARS]}
+        )
+
+    def accept(self, row: int, value: Any, meta: dict[str, Any], max_bytes: int, raw: str | bytes = "") -> None:
+        """Validate a text value and keep it as a document, or quarantine it with the reason."""
+        if value is None:
+            return self.reject(row, MISSING_TEXT, "the text field is missing or null", raw)
+        if not isinstance(value, str):
+            return self.reject(row, NON_STRING_TEXT, f"text is {type(value).__name__}, not a string", raw)
+        if _LONE_SURROGATE.search(value):
+            return self.reject(row, INVALID_UTF8, "bytes that are not valid UTF-8", raw or value)
+        text, fixes = normalise_text(value)
+        for fix in fixes:
+            self.normalised[fix] = self.normalised.get(fix, 0) + 1
+        if not text.strip():
+            return self.reject(row, EMPTY_TEXT, "text is empty or only whitespace", raw)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            return self.reject(row, TOO_LARGE, f"{size} bytes exceeds ingest.max_doc_bytes={max_bytes}", text)
+        self.docs.append(
+            {
+                "doc_id": doc_id(text),
+                "source": self.source,
+                "shard": self.shard,
+                "row": row,
+                "text": text,
+                "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str) if meta else "{}",
+            }
+        )
+
+
+def list_shards(src: SourceConfig) -> list[str]:
+    """Shard names of a source: files under its path (sorted), or one name for a HF dataset split."""
+    if src.format == "hf":
+        assert src.hf is not None
+        return [f"{src.hf.id}:{src.hf.config or 'default'}:{src.hf.split}"]
+    fs, root = url_to_fs(src.path)
+    if any(ch in root for ch in "*?["):
+        paths = fs.glob(root)
+        base = root.split("*")[0].rsplit("/", 1)[0]
+    elif fs.isdir(root):
+        paths = fs.find(root)
+        base = root.rstrip("/")
+    elif fs.exists(root):
+        return [root.rsplit("/", 1)[-1]]
+    else:
+        raise FileNotFoundError(f"source {src.name!r}: path {src.path} does not exist")
+    suffixes = _FORMAT_SUFFIXES[src.format]
+    names = (p[len(base) + 1 :] for p in paths if p.lower().endswith(suffixes) and not fs.isdir(p))
+    return sorted(n for n in names if not any(fnmatch(n, pat) or fnmatch(n.rsplit("/", 1)[-1], pat) for pat in src.exclude))
+
+
+def shard_path(src: SourceConfig, shard: str) -> str:
+    fs, root = url_to_fs(src.path)
+    if fs.isdir(root):
+        return fs.unstrip_protocol(f"{root.rstrip('/')}/{shard}")
+    if any(ch in root for ch in "*?["):
+        base = root.split("*")[0].rsplit("/", 1)[0]
+        return fs.unstrip_protocol(f"{base}/{shard}")
+    return src.path
+
+
+def read_shard(src: SourceConfig, shard: str, max_doc_bytes: int) -> ShardResult:
+    """Read every record of one shard; never raises for bad content, only for an unknown format."""
+    result = ShardResult(src.name, shard)
+    if src.format == "hf":
+        _read_hf(src, result, max_doc_bytes)
+        return result
+    path = shard_path(src, shard)
+    try:
+        if src.format.startswith("jsonl"):
+            _read_jsonl(src, path, result, max_doc_bytes)
+        elif src.format == "parquet":
+            _read_parquet(src, path, result, max_doc_bytes)
+        elif src.format in ("tsv", "csv"):
+            _read_delimited(src, path, result, max_doc_bytes)
+        elif src.format == "txt":
+            _read_txt(src, path, result, max_doc_bytes)
+    except OSError as exc:  # permission, vanished file, network: the shard is quarantined, not the partition
+        result.reject(result.records, UNREADABLE, f"{type(exc).__name__}: {exc}")
+    return result
+
+
+class TruncatedStream(Exception):
+    """A compressed shard ended before its end-of-stream marker, or holds corrupt data."""
+
+
+def _decompressor(fmt: str):
+    if fmt == "jsonl.gz":
+        return zlib.decompressobj(wbits=31)
+    import zstandard
+
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+def _chunks(path: str, fmt: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompressed bytes of a shard; everything recoverable is yielded before a TruncatedStream."""
+    with fsspec.open(path, "rb") as raw:
+        if fmt == "jsonl":
+            while block := raw.read(size):
+                yield block
+            return
+        decomp, fed = _decompressor(fmt), False
+        while block := raw.read(size):
+            fed = True
+            while block:
+                if decomp.eof:  # concatenated gzip members / zstd frames
+                    decomp = _decompressor(fmt)
+                try:
+                    yield decomp.decompress(block)
+                except Exception as exc:  # zlib.error, zstandard.ZstdError
+                    raise TruncatedStream(f"corrupt compressed data: {exc}") from exc
+                block = decomp.unused_data if decomp.eof else b""
+        if fed and not decomp.eof:
+            raise TruncatedStream("compressed stream ended before its end-of-stream marker")
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Split a byte stream on b'\\n'; errors from the stream surface from here to the caller."""
+    pending = b""
+    for block in chunks:
+        pending += block
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def _read_jsonl(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
+    row = 0
+    try:
+        for line in _lines(_chunks(path, src.format)):
+            if row == 0 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+                result.normalised["bom"] = result.normalised.get("bom", 0) + 1
+            if not line.strip():
+                continue  # blank lines hold no record
+            _parse_json_line(src, line, row, result, max_bytes)
+            row += 1
+    except TruncatedStream as exc:
+        result.reject(row, TRUNCATED, f"after {row} records: {exc}; the partial last line (if any) is counted here")
+
+
+def _parse_json_line(src: SourceConfig, line: bytes, row: int, result: ShardResult, max_bytes: int) -> None:
+    try:
+        decoded = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return result.reject(row, INVALID_UTF8, str(exc), line)
+    try:
+        obj = json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        return result.reject(row, INVALID_JSON, str(exc), decoded)
+    if not isinstance(obj, dict):
+        return result.reject(row, WRONG_SCHEMA, f"expected a JSON object, got {type(obj).__name__}", decoded)
+    if src.text_field not in obj:
+        return result.reject(row, MISSING_TEXT, f"no {src.text_field!r} field; fields: {sorted(obj)[:10]}", decoded)
+    value = obj.pop(src.text_field)
+    result.accept(row, value, obj, max_bytes, decoded)
+
+
+def _read_parquet(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        with fsspec.open(path, "rb") as fh:
+            table = pq.read_table(fh)
+    except Exception as exc:  # pyarrow raises ArrowInvalid and friends for corrupt files
+        return result.reject(0, UNREADABLE, f"{type(exc).__name__}: {exc}")
+    if src.text_field not in table.column_names:
+        return result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {table.column_names}")
+    for row, rec in enumerate(table.to_pylist()):
+        value = rec.pop(src.text_field)
+        result.accept(row, value, rec, max_bytes, json.dumps(rec, default=str)[:SNIPPET_CHARS] if value is None else "")
+
+
+def _decode_lenient(data: bytes) -> str:
+    """Decode keeping invalid bytes as lone surrogates so each bad record, not the file, is quarantined."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _read_delimited(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
+    with fsspec.open(path, "rb") as fh:
+        text = _decode_lenient(fh.read())
+    text, fixes = normalise_text(text)
+    for fix in fixes:
+        result.normalised[fix] = result.normalised.get(fix, 0) + 1
+    if src.format == "tsv":
+        reader: Iterable[list[str]] = csv.reader(text.split("\n"), delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(text.splitlines(keepends=True))
+    rows = iter(reader)
+    if src.has_header:
+        header = next(rows, None)
+        if header is None:
+            return
+    else:
+        header = src.columns or ["text"]
+    if src.text_field not in header:
+        return result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {header}")
+    text_idx = header.index(src.text_field)
+    row = 0
+    for fields in rows:
+        if not fields or fields == [""]:
+            continue
+        raw = "\t".join(fields)
+        if len(fields) != len(header):
+            result.reject(row, WRONG_SCHEMA, f"{len(fields)} columns, expected {len(header)} ({header})", raw)
+        else:
+            meta = {name: value for i, (name, value) in enumerate(zip(header, fields)) if i != text_idx}
+            result.accept(row, fields[text_idx], meta, max_bytes, raw)
+        row += 1
+
+
+def _read_txt(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
+    with fsspec.open(path, "rb") as fh:
+        text = _decode_lenient(fh.read())
+    if src.separator is None:
+        return result.accept(0, text, {}, max_bytes)
+    text, fixes = normalise_text(text)
+    for fix in fixes:
+        result.normalised[fix] = result.normalised.get(fix, 0) + 1
+    starts = re.compile(src.separator, re.MULTILINE)
+    cuts = [m.start() for m in starts.finditer(text)]
+    bounds = [0, *cuts, len(text)] if not cuts or cuts[0] != 0 else [*cuts, len(text)]
+    row = 0
+    for begin, end in zip(bounds, bounds[1:]):
+        segment = text[begin:end]
+        if not src.keep_separator and begin in cuts:
+            segment = segment.split("\n", 1)[1] if "\n" in segment else ""
+        if not segment.strip():
+            continue
+        result.accept(row, segment.strip("\n"), {"offset": begin}, max_bytes)
+        row += 1
+
+
+def _read_hf(src: SourceConfig, result: ShardResult, max_bytes: int) -> None:
+    """A HF dataset split, from the hub or a local builder (`id: json` plus `data_files`)."""
+    import datasets
+
+    assert src.hf is not None
+    cfg = src.hf
+    try:
+        dataset = datasets.load_dataset(
+            cfg.id,
+            cfg.config,
+            split=cfg.split,
+            streaming=cfg.streaming,
+            revision=cfg.revision,
+            data_files=cfg.data_files,
+        )
+    except Exception as exc:  # hub errors, missing configs: say what to fix
+        raise RuntimeError(
+            f"source {src.name!r}: could not load HF dataset {cfg.id!r} (config={cfg.config}, split={cfg.split}): {exc}. "
+            "Offline? Set HF_DATASETS_OFFLINE=1 with a populated cache, or point the source at local files."
+        ) from exc
+    for row, rec in enumerate(dataset):
+        if cfg.max_rows is not None and row >= cfg.max_rows:
+            break
+        rec = dict(rec)
+        if src.text_field not in rec:
+            result.reject(row, MISSING_TEXT, f"no {src.text_field!r} field; fields: {sorted(rec)[:10]}")
+            continue
+        value = rec.pop(src.text_field)
+        result.accept(row, value, rec, max_bytes)

@@ -1,0 +1,22 @@
+"""Column layouts shared by every stage, so provenance columns never drift between tables."""
+
+import polars as pl
+
+PROVENANCE = {"doc_id": pl.String, "source": pl.String, "shard": pl.String, "row": pl.Int64}
+DOCUMENTS = {**PROVENANCE, "text": pl.String, "meta": pl.String}
+CLEAN_DOCUMENTS = {**DOCUMENTS, "edits": pl.List(pl.String)}
+REMOVED = {**CLEAN_DOCUMENTS, "reason": pl.String, "detail": pl.String}
+QUARANTINE = {"source": pl.String, "shard": pl.String, "row": pl.Int64, "reason": pl.String, "detail": pl.String, "raw": pl.String}
+DUPLICATES = {
+    **REMOVED,
+    "kept_doc_id": pl.String,
+    "kept_source": pl.String,
+    "kept_shard": pl.String,
+    "kept_row": pl.Int64,
+    "similarity": pl.Float64,
+}
+
+
+def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
+    """Rows to a frame with exactly `schema`'s columns and types (also when there are no rows)."""
+    return pl.DataFrame(rows, schema=schema)
