@@ -181,7 +181,7 @@ class IngestConfig(_Strict):
 class Profile(_Strict):
     name: str
     description: str = ""
-    sources: list[SourceConfig]
+    sources: list[SourceConfig] = Field(min_length=1)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
@@ -192,8 +192,6 @@ class Profile(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate source names: {sorted(dup)}")
-        if not names:
-            raise ValueError("a profile needs at least one source")
         return self
 
     def source(self, name: str) -> SourceConfig:

@@ -39,9 +39,11 @@ _WIKITEXT = (
     (re.compile(r" ([.,;:!?)\]}'%])"), r"\1"),
     (re.compile(r"([(\[{$]) "), r"\1"),
     (re.compile(r" (n't|'s|'re|'ve|'ll|'d|'m)\b"), r"\1"),
-    (re.compile(r"^ +", re.MULTILINE), ""),
+    (re.compile(r"^ +| +$", re.MULTILINE), ""),
 )
 _AGNEWS_ENTITY = re.compile(r"&?#(\d{2,5});")
+_AGNEWS_APOSTROPHE = re.compile(r" ?&?#39;")
+_AGNEWS_QUOTE = re.compile(r"(?<![&\w])quot;")
 
 TERMINAL = ('.', '!', '?', '"', "'", "”", "’", "»", ")", "]", "…", ":", ";")
 
@@ -69,7 +71,8 @@ def detokenize(text: str, style: str) -> str:
             text = pattern.sub(repl, text)
         return text
     if style == "agnews":  # "#39;" entities with the ampersand lost, backslashes for line breaks
-        text = _AGNEWS_ENTITY.sub(lambda m: chr(int(m.group(1))), text.replace("\\", " "))
+        text = _AGNEWS_APOSTROPHE.sub("'", text.replace("\\", " "))
+        text = _AGNEWS_QUOTE.sub('"', _AGNEWS_ENTITY.sub(lambda m: chr(int(m.group(1))), text))
         return html.unescape(re.sub(r" {2,}", " ", text))
     raise ValueError(f"unknown detokenize style {style!r}")
 
@@ -95,9 +98,9 @@ def strip_links(text: str) -> tuple[str, int]:
 
     text, n = URL.subn(keep_punct, text)
     if n:
+        text = re.sub(r"\(\s*\)|\[\s*\]", "", text)
         text = re.sub(r"[ \t]{2,}", " ", text)
         text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)
-        text = re.sub(r"\(\s*\)|\[\s*\]", "", text)
     return text, n
 
 

@@ -1,0 +1,65 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from hare_assets.lib.catalog import open_catalog
+from hare_assets.lib.storage import TableStore
+
+
+def test_roundtrip_partitions_and_empty_tables(tmp_path):
+    store = TableStore(str(tmp_path))
+    store.write("t", pl.DataFrame({"a": [1, 2]}), "p1")
+    store.write("t", pl.DataFrame({"a": [3]}), "p2")
+    store.write("empty", pl.DataFrame(schema={"a": pl.Int64}))
+    assert store.partitions("t") == ["p1", "p2"]
+    assert store.read("t", "p2")["a"].to_list() == [3]
+    assert store.num_rows("empty") == 0 and store.read("empty").schema == {"a": pl.Int64}
+    assert store.tables() == ["empty", "t"]
+    with pytest.raises(FileNotFoundError, match="has not been materialized"):
+        store.read("t", "p3")
+
+
+def test_fsspec_url_goes_through_the_same_code_path():
+    store = TableStore("memory://hare-test")
+    store.write("docs", pl.DataFrame({"text": ["x"]}), "s")
+    assert store.read("docs", "s")["text"].to_list() == ["x"]
+    assert store.url("docs", "s") == "memory:///hare-test/docs/s.parquet"
+
+
+_WRITER = """
+import sys, polars as pl
+from hare_assets.lib.storage import TableStore
+frame = pl.DataFrame({"text": ["x" * 1000] * 400_000, "n": list(range(400_000))})
+print("ready", flush=True)
+while True:
+    TableStore(sys.argv[1]).write("docs", frame, "s")
+"""
+
+
+def test_kill_during_write_leaves_previous_parquet_intact(tmp_path):
+    store = TableStore(str(tmp_path))
+    store.write("docs", pl.DataFrame({"text": ["previous"], "n": [0]}), "s")
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.time() + 60
+    while not list((tmp_path / "docs").glob("s.parquet.tmp-*")) and time.time() < deadline:
+        time.sleep(0.005)  # wait until a write is in flight
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list((tmp_path / "docs").glob("s.parquet.tmp-*")), "the kill must land while the first write is in flight"
+    frame = store.read("docs", "s")
+    assert frame.to_dicts() == [{"text": "previous", "n": 0}]
+    assert store.partitions("docs") == ["s"]  # the half-written temporary file is not a partition
+
+
+def test_catalog_views_over_partitions(tmp_path):
+    store = TableStore(str(tmp_path))
+    store.write("clean_documents", pl.DataFrame({"source": ["a"], "n": [1]}), "a")
+    store.write("clean_documents", pl.DataFrame({"source": ["b"], "n": [2]}), "b")
+    con = open_catalog(store)
+    assert con.execute("SELECT source, n FROM clean_documents ORDER BY n").fetchall() == [("a", 1), ("b", 2)]
