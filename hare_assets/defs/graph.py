@@ -20,7 +20,6 @@ def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitio
         dg.define_asset_job(
             CURATE_SOURCES_JOB,
             selection=dg.AssetSelection.assets(RAW, CLEAN),
-            partitions_def=sources,
             description="Ingest and clean one source partition.",
         ),
         dg.define_asset_job(

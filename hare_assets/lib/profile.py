@@ -53,6 +53,9 @@ class QualityRules(_Strict):
     max_duplicate_ngram_char_ratio: dict[int, float] = Field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
     )
+    # C4-style: share of characters in lines that end in terminal punctuation. Menus, link
+    # lists and tag clouds score low; hard-wrapped books do too, so sources like that turn it off.
+    min_punctuated_char_ratio: float | None = None
     reject_lorem_ipsum: bool = True
     reject_curly_bracket: bool = True
     max_javascript_line_ratio: float | None = 0.1
@@ -74,8 +77,10 @@ class IncompleteRule(_Strict):
 
     enabled: bool = True
     min_words: int = 10
-    # A long document that merely ends on a dangling line loses that line instead of the whole text.
-    trim_tail_min_words: int = 300
+    # A document of at least this many words that ends on lines finishing no sentence loses
+    # those lines (if they hold at most max_tail_share of its words) instead of the whole text.
+    trim_tail_min_words: int = 100
+    max_tail_share: float = 0.2
 
 
 class CleanConfig(_Strict):

@@ -261,6 +261,10 @@ def quality_violation(text: str, rules: QualityRules) -> tuple[str, str] | None:
                     break
         if stops < rules.min_stop_words:
             return "stop_words", f"{stops} of {sorted(STOP_WORDS)} < {rules.min_stop_words}"
+    if lines and rules.min_punctuated_char_ratio is not None:
+        punctuated = sum(len(line) for line in lines if line.endswith(TERMINAL)) / sum(map(len, lines))
+        if punctuated < rules.min_punctuated_char_ratio:
+            return "unpunctuated_lines", f"{punctuated:.2f} of characters in lines ending a sentence < {rules.min_punctuated_char_ratio}"
     if rules.reject_lorem_ipsum and _LOREM.search(text):
         return "lorem_ipsum", "contains 'lorem ipsum' filler"
     if rules.reject_curly_bracket and "{" in text:
@@ -308,6 +312,20 @@ def _ends_complete(text: str) -> bool:
     return text.rstrip().endswith(TERMINAL)
 
 
+def _trim_dangling_tail(text: str, max_share: float) -> str | None:
+    """Drop trailing lines that end no sentence (sign-offs, "Post a Comment", a cut-off line)
+    when they hold at most `max_share` of the words; None when the text would lose more."""
+    lines = text.rstrip().split("\n")
+    total = len(_WORD.findall(text))
+    dropped = 0
+    while lines and not lines[-1].rstrip().endswith(TERMINAL):
+        dropped += len(_WORD.findall(lines.pop()))
+        if dropped > max_share * total:
+            return None
+    kept = "\n".join(lines).rstrip()
+    return kept or None
+
+
 def clean_document(
     text: str,
     clean: CleanConfig,
@@ -347,8 +365,9 @@ def clean_document(
             out.reason, out.detail = "incomplete", f"fragment of {n_words} words < {inc.min_words}"
             return out
         if not _ends_complete(out.text):
-            if n_words >= inc.trim_tail_min_words and "\n" in out.text:
-                out.text = out.text[: out.text.rstrip().rfind("\n")].rstrip()
+            trimmed = _trim_dangling_tail(out.text, inc.max_tail_share) if n_words >= inc.trim_tail_min_words else None
+            if trimmed:
+                out.text = trimmed
                 out.edits.append("dangling_tail")
             else:
                 tail = out.text.rstrip()[-60:].replace("\n", " ")

@@ -1,0 +1,116 @@
+"""This project's side of bench/curate.py; runs in the project venv (.venv), one process, one core.
+
+    python bench/_hare_runner.py pipeline INPUT_DIR WORK_DIR RESULT_JSON
+    python bench/_hare_runner.py dedup    INPUT_DIR WORK_DIR RESULT_JSON
+
+INPUT_DIR holds the per-source JSONL files that curate.py exported (sorted name order =
+profile source order). `pipeline` reads them, runs `clean_frame` per source (profile
+local-corpora) and then `deduplicate_frame` across all sources, and writes the kept
+documents to Parquet, as the graph does. `dedup` runs only `deduplicate_frame` on every
+exported document (no cleaning), for the MinHash-only figures and the agreement check.
+Timings cover the work only (interpreter start-up and imports are timed separately);
+ids and decisions are written to RESULT_JSON after the clock stops.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+_T0 = time.perf_counter()
+import polars as pl  # noqa: E402
+
+from hare_assets.lib import schemas  # noqa: E402
+from hare_assets.lib.curation import clean_frame, deduplicate_frame  # noqa: E402
+from hare_assets.lib.dedup import MinHashParams  # noqa: E402
+from hare_assets.lib.profile import load_profile  # noqa: E402
+
+IMPORT_S = time.perf_counter() - _T0
+PROFILE = "local-corpora"
+
+
+def bench_id(source: str, shard: str, row: int, doc_id: str) -> str:
+    return f"{doc_id}@{source}/{shard}/{row}"
+
+
+def ids(frame: pl.DataFrame) -> list[str]:
+    return [bench_id(s, sh, r, d) for d, s, sh, r in frame.select("doc_id", "source", "shard", "row").iter_rows()]
+
+
+def read_input(input_dir: Path) -> dict[str, pl.DataFrame]:
+    """One DOCUMENTS frame per source, in file (= profile) order."""
+    per_source: dict[str, list[dict]] = {}
+    for path in sorted(input_dir.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                rec = json.loads(line)
+                md = rec["metadata"]
+                per_source.setdefault(md["source"], []).append(
+                    {"doc_id": md["doc_id"], "source": md["source"], "shard": md["shard"], "row": md["row"],
+                     "text": rec["text"], "meta": md["meta"]}
+                )
+    return {name: schemas.frame(rows, schemas.DOCUMENTS) for name, rows in per_source.items()}
+
+
+def main() -> None:
+    mode, input_dir, work_dir, result_path = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    quiet = lambda _msg: None  # noqa: E731
+    profile = load_profile(PROFILE)
+    params = MinHashParams.from_profile(profile.dedup)
+    timings: dict[str, float] = {"import_s": IMPORT_S}
+    result: dict = {"side": "hare", "mode": mode, "profile": PROFILE,
+                    "minhash": {"ngram": params.ngram, "num_perm": params.num_perm, "bands": params.bands,
+                                "rows": params.rows, "threshold": params.threshold, "verify": params.verify,
+                                "exact_first": profile.dedup.exact, "seed": params.seed}}
+
+    start = time.perf_counter()
+    frames = read_input(input_dir)
+    timings["read_s"] = time.perf_counter() - start
+
+    if mode == "pipeline":
+        t = time.perf_counter()
+        cleaned = {name: clean_frame(frame, profile, name, log=quiet) for name, frame in frames.items()}
+        timings["clean_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        kept_frames = [cleaned[s.name].kept for s in profile.sources if s.name in cleaned]
+        dedup = deduplicate_frame(pl.concat(kept_frames, how="vertical"), profile, params, log=quiet)
+        timings["dedup_s"] = time.perf_counter() - t
+    elif mode == "dedup":
+        t = time.perf_counter()
+        docs = pl.concat(list(frames.values()), how="vertical").with_columns(
+            pl.lit([], dtype=pl.List(pl.String)).alias("edits")  # the column clean_frame adds; empty here
+        )
+        dedup = deduplicate_frame(docs, profile, params, log=quiet)
+        timings["dedup_s"] = time.perf_counter() - t
+    else:
+        raise SystemExit(f"unknown mode {mode!r}; use pipeline or dedup")
+
+    t = time.perf_counter()
+    dedup.kept.write_parquet(work_dir / "deduplicated_documents.parquet")
+    timings["write_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - start
+
+    result["timings"] = timings
+    result["input_docs"] = sum(f.height for f in frames.values())
+    result["input_bytes"] = int(sum(f["text"].str.len_bytes().sum() for f in frames.values()))
+    if mode == "pipeline":
+        result["clean_kept"] = [i for c in cleaned.values() for i in ids(c.kept)]
+        result["clean_removed"] = {i: reason for c in cleaned.values()
+                                   for i, reason in zip(ids(c.removed), c.removed["reason"].to_list())}
+        result["clean_quarantined"] = sum(c.quarantine.height for c in cleaned.values())
+    result["kept"] = ids(dedup.kept)
+    removed = dedup.removed
+    result["dedup_removed"] = ids(removed)
+    result["dedup_pairs"] = [
+        [rid, bench_id(s, sh, r, d)]
+        for rid, (d, s, sh, r) in zip(ids(removed), removed.select("kept_doc_id", "kept_source", "kept_shard", "kept_row").iter_rows())
+    ]
+    result["dedup_reasons"] = removed["reason"].value_counts().to_dicts() if removed.height else []
+    result_path.write_text(json.dumps(result), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
