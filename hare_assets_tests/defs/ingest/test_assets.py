@@ -1,0 +1,48 @@
+"""raw_documents through Dagster: bad records are quarantined and counted, the partition still succeeds."""
+
+import gzip
+import json
+
+import dagster as dg
+
+from hare_assets.defs.graph import build_definitions
+from hare_assets.lib.profile import load_profile
+from hare_assets.lib.storage import TableStore
+
+
+def test_bad_input_partition_materializes_with_quarantine(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = "\n".join(json.dumps({"text": f"Document {i} talks about the weather and the harbour."}) for i in range(5))
+    (data / "a.jsonl").write_bytes(good.encode() + b"\n{broken\n" + b'{"text": "bad \xff"}\n' + b'{"text": 7}\n')
+    blob = gzip.compress(good.encode() + b"\n")
+    (data / "b.jsonl.gz").write_bytes(blob[: len(blob) // 2])
+    (tmp_path / "p.yaml").write_text(
+        "name: bad\nsources:\n  - {name: mixed, format: jsonl, path: data}\n  - {name: gz, format: jsonl.gz, path: data}\n"
+    )
+    profile = load_profile(tmp_path / "p.yaml")
+    defs = build_definitions(profile, home=str(tmp_path / "home"))
+    for source in ("mixed", "gz"):
+        result = dg.materialize(list(defs.assets), selection=["raw_documents"], partition_key=source,
+                                resources={"storage": defs.resources["storage"]})
+        assert result.success
+        [check] = result.get_asset_check_evaluations()
+        assert check.passed, check.description
+    store = TableStore(str(tmp_path / "home"))
+    quarantine = store.read("raw_documents__quarantine", "mixed")
+    assert sorted(quarantine["reason"]) == ["invalid_json", "invalid_utf8", "non_string_text"]
+    assert store.num_rows("raw_documents", "mixed") == 5
+    assert store.read("raw_documents__quarantine", "gz")["reason"].to_list() == ["truncated_or_corrupt_stream"]
+    [mat] = [e.materialization for e in result.get_asset_materialization_events()]
+    assert mat.metadata["rows_quarantined"].value == 1
+    assert mat.metadata["quarantine"].records[0].data["reason"] == "truncated_or_corrupt_stream"
+
+
+def test_missing_source_path_fails_with_a_clear_message(tmp_path):
+    (tmp_path / "p.yaml").write_text("name: x\nsources: [{name: gone, format: jsonl, path: nowhere}]\n")
+    defs = build_definitions(load_profile(tmp_path / "p.yaml"), home=str(tmp_path / "home"))
+    result = dg.materialize(list(defs.assets), selection=["raw_documents"], partition_key="gone",
+                            resources={"storage": defs.resources["storage"]}, raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "source 'gone': path" in failure.step_failure_data.error.to_string()
