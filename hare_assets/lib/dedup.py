@@ -95,27 +95,27 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
-def find_duplicates(
+def exact_duplicates(texts: Sequence[str]) -> tuple[list[Duplicate], list[int]]:
+    """Duplicates of normalised text, and the indices that survive (first occurrences)."""
+    duplicates, survivors = [], []
+    first_seen: dict[bytes, int] = {}
+    for i, text in enumerate(texts):
+        key = xxhash.xxh3_128_digest(normalise_for_matching(text).encode("utf-8", "surrogatepass"))
+        if key in first_seen:
+            duplicates.append(Duplicate(i, first_seen[key], EXACT, 1.0))
+        else:
+            first_seen[key] = i
+            survivors.append(i)
+    return duplicates, survivors
+
+
+def near_duplicates(
     texts: Sequence[str],
+    candidates: Sequence[int],
     params: MinHashParams,
-    exact: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Duplicate]:
-    """All duplicates in `texts` (already in stable order); each names the earlier document it duplicates."""
-    duplicates: list[Duplicate] = []
-    candidates = list(range(len(texts)))
-    if exact:
-        first_seen: dict[bytes, int] = {}
-        survivors = []
-        for i, text in enumerate(texts):
-            key = xxhash.xxh3_128_digest(normalise_for_matching(text).encode("utf-8", "surrogatepass"))
-            if key in first_seen:
-                duplicates.append(Duplicate(i, first_seen[key], EXACT, 1.0))
-            else:
-                first_seen[key] = i
-                survivors.append(i)
-        candidates = survivors
-
+    """MinHash-LSH over `candidates`; in each cluster the smallest index is kept."""
     seeds = _permutation_seeds(params)
     sets: dict[int, np.ndarray] = {}
     buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
@@ -131,28 +131,33 @@ def find_duplicates(
             progress(done + 1, len(candidates))
 
     union = UnionFind()
-    checked: dict[tuple[int, int], float] = {}
+    checked: set[tuple[int, int]] = set()
     for members in buckets.values():
-        if len(members) < 2:
-            continue
         head = members[0]
         for other in members[1:]:
-            pair = (head, other)
-            if pair in checked:
+            if (head, other) in checked:
                 continue
-            sim = jaccard(sets[head], sets[other]) if params.verify else -1.0
-            checked[pair] = sim
-            if not params.verify or sim >= params.threshold:
+            checked.add((head, other))
+            if not params.verify or jaccard(sets[head], sets[other]) >= params.threshold:
                 union.union(head, other)
 
     clusters: dict[int, list[int]] = defaultdict(list)
     for i in {i for pair in checked for i in pair}:
         clusters[union.find(i)].append(i)
+    duplicates = []
     for members in clusters.values():
-        if len(members) < 2:
-            continue
         kept, *rest = sorted(members)
-        for removed in rest:
-            duplicates.append(Duplicate(removed, kept, NEAR, jaccard(sets[kept], sets[removed])))
-    duplicates.sort(key=lambda d: d.removed)
+        duplicates.extend(Duplicate(r, kept, NEAR, jaccard(sets[kept], sets[r])) for r in rest)
     return duplicates
+
+
+def find_duplicates(
+    texts: Sequence[str],
+    params: MinHashParams,
+    exact: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Duplicate]:
+    """All duplicates in `texts` (already in stable order); each names the earlier document it duplicates."""
+    duplicates, candidates = exact_duplicates(texts) if exact else ([], list(range(len(texts))))
+    duplicates += near_duplicates(texts, candidates, params, progress)
+    return sorted(duplicates, key=lambda d: d.removed)
