@@ -2,18 +2,22 @@
 
     python bench/_hare_runner.py pipeline INPUT_DIR WORK_DIR RESULT_JSON
     python bench/_hare_runner.py dedup    INPUT_DIR WORK_DIR RESULT_JSON
+    python bench/_hare_runner.py dedup-noverify INPUT_DIR WORK_DIR RESULT_JSON
 
 INPUT_DIR holds the per-source JSONL files that curate.py exported (sorted name order =
 profile source order). `pipeline` reads them, runs `clean_frame` per source (profile
 local-corpora) and then `deduplicate_frame` across all sources, and writes the kept
 documents to Parquet, as the graph does. `dedup` runs only `deduplicate_frame` on every
-exported document (no cleaning), for the MinHash-only figures and the agreement check.
+exported document (no cleaning), for the MinHash-only figures and the agreement check;
+`dedup-noverify` is the same with the exact-Jaccard verification of candidates turned off
+(the profile keeps it on), to explain where the decisions differ from datatrove's.
 Timings cover the work only (interpreter start-up and imports are timed separately);
 ids and decisions are written to RESULT_JSON after the clock stops.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -78,7 +82,10 @@ def main() -> None:
         kept_frames = [cleaned[s.name].kept for s in profile.sources if s.name in cleaned]
         dedup = deduplicate_frame(pl.concat(kept_frames, how="vertical"), profile, params, log=quiet)
         timings["dedup_s"] = time.perf_counter() - t
-    elif mode == "dedup":
+    elif mode in ("dedup", "dedup-noverify"):
+        if mode == "dedup-noverify":
+            params = dataclasses.replace(params, verify=False)
+            result["minhash"]["verify"] = False
         t = time.perf_counter()
         docs = pl.concat(list(frames.values()), how="vertical").with_columns(
             pl.lit([], dtype=pl.List(pl.String)).alias("edits")  # the column clean_frame adds; empty here
@@ -86,7 +93,7 @@ def main() -> None:
         dedup = deduplicate_frame(docs, profile, params, log=quiet)
         timings["dedup_s"] = time.perf_counter() - t
     else:
-        raise SystemExit(f"unknown mode {mode!r}; use pipeline or dedup")
+        raise SystemExit(f"unknown mode {mode!r}; use pipeline, dedup or dedup-noverify")
 
     t = time.perf_counter()
     dedup.kept.write_parquet(work_dir / "deduplicated_documents.parquet")

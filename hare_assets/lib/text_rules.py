@@ -177,46 +177,51 @@ def _duplicate_chars(lines: list[str]) -> tuple[float, float]:
 
 
 def _ngram_char_ratios(words: list[str], rules: QualityRules) -> tuple[str, float, float] | None:
-    """Gopher repetition over word n-grams; returns (reason, value, bound) of the first violation."""
-    if not rules.max_top_ngram_char_ratio and not rules.max_duplicate_ngram_char_ratio:
+    """Gopher repetition over word n-grams; returns (reason, value, bound) of the first violation.
+
+    n-gram hashes are extended one word at a time (the hash of an n-gram is the mix of its
+    (n-1)-gram prefix hash and its last word), so all sizes cost one pass each.
+    """
+    top_bounds, dup_bounds = rules.max_top_ngram_char_ratio, rules.max_duplicate_ngram_char_ratio
+    sizes = sorted({*top_bounds, *dup_bounds})
+    if not sizes or len(words) < 2:
         return None
     vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(w.lower(), len(vocab)) for w in words), dtype=np.uint64, count=len(words))
-    ids = _mix(ids + np.uint64(1))
-    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-    total = lengths.sum()
-    if total == 0:
-        return None
+    ids = _mix(np.fromiter((vocab.setdefault(w.lower(), len(vocab)) for w in words), dtype=np.uint64, count=len(words)) + np.uint64(1))
+    if len(vocab) == len(words):
+        return None  # no word repeats, so no n-gram can
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    total = int(lengths.sum())
     csum = np.concatenate(([0], np.cumsum(lengths)))
-    for n, bound in sorted(rules.max_top_ngram_char_ratio.items()):
-        hashes = ngram_hashes(ids, n)
-        if len(hashes) == 0:
-            continue
-        uniq, first, counts = np.unique(hashes, return_index=True, return_counts=True)
-        top = counts.argmax()
-        if counts[top] <= 1:
-            continue
-        start = first[top]
-        ratio = float(counts[top] * (csum[start + n] - csum[start]) / total)
-        if ratio > bound:
-            return f"top_{n}gram_repetition", ratio, bound
-    for n, bound in sorted(rules.max_duplicate_ngram_char_ratio.items()):
-        hashes = ngram_hashes(ids, n)
-        if len(hashes) == 0:
-            continue
-        _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-        repeated = counts[inverse] > 1
-        if not repeated.any():
-            continue
-        cover = np.zeros(len(words) + 1, dtype=np.int32)  # difference array: words inside a repeated n-gram
-        starts = np.flatnonzero(repeated)
-        np.add.at(cover, starts, 1)
-        np.add.at(cover, starts + n, -1)
-        covered = np.cumsum(cover[:-1]) > 0
-        ratio = float(lengths[covered].sum() / total)
-        if ratio > bound:
-            return f"duplicate_{n}gram_repetition", ratio, bound
-    return None
+    hashes = _mix(ids)  # the 1-gram hashes, as in ngram_hashes (an XOR of raw ids would be order-blind)
+    found: dict[int, tuple[str, float, float]] = {}
+    with np.errstate(over="ignore"):
+        for n in range(2, sizes[-1] + 1):
+            count = len(words) - n + 1
+            if count <= 0:
+                break
+            hashes = _mix(hashes[:count] ^ ids[n - 1 : n - 1 + count])
+            if n not in top_bounds and n not in dup_bounds:
+                continue
+            uniq, first, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
+            if len(uniq) == count:
+                break  # every n-gram is unique: longer ones are too
+            if n in top_bounds:
+                top = counts.argmax()
+                start = first[top]
+                ratio = float(counts[top] * (csum[start + n] - csum[start]) / total)
+                if ratio > top_bounds[n]:
+                    found[n] = (f"top_{n}gram_repetition", ratio, top_bounds[n])
+            if n in dup_bounds:
+                starts = np.flatnonzero(counts[inverse] > 1)
+                cover = np.zeros(len(words) + 1, dtype=np.int32)  # words inside a repeated n-gram
+                np.add.at(cover, starts, 1)
+                np.add.at(cover, starts + n, -1)
+                ratio = float(lengths[np.cumsum(cover[:-1]) > 0].sum() / total)
+                if ratio > dup_bounds[n]:
+                    found.setdefault(100 + n, (f"duplicate_{n}gram_repetition", ratio, dup_bounds[n]))
+    # Report in Gopher's order: top n-gram rules by n, then duplicate n-gram rules by n.
+    return found[min(found)] if found else None
 
 
 def quality_violation(text: str, rules: QualityRules) -> tuple[str, str] | None:
