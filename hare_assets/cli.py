@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from hare_assets.lib.paths import PROJECT_ROOT, hare_home
+from hare_assets.lib.profile import DedupConfig
 
 
 def _instance():
@@ -139,11 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     dd.add_argument("--json", action="store_true", help="print one JSON object")
     dd.add_argument("--text-field", default="text")
     dd.add_argument("--columns", help="tsv/csv without a header line: comma-separated column names, e.g. text,label")
-    dd.add_argument("--ngram", type=int, default=5)
-    dd.add_argument("--num-perm", type=int, default=112)
-    dd.add_argument("--threshold", type=float, default=0.8)
-    dd.add_argument("--bands", type=int, default=None)
-    dd.add_argument("--rows", type=int, default=None)
+    defaults = DedupConfig()
+    dd.add_argument("--ngram", type=int, default=defaults.ngram)
+    dd.add_argument("--num-perm", type=int, default=defaults.num_perm)
+    dd.add_argument("--threshold", type=float, default=defaults.threshold, help="exact Jaccard a near-duplicate must reach")
+    dd.add_argument("--bands", type=int, default=defaults.bands, help="with --rows; 0 lets text-dedup's optimal_param choose")
+    dd.add_argument("--rows", type=int, default=defaults.rows)
     dd.add_argument("--show", type=int, default=20, help="pairs to list without --json")
     dd.set_defaults(func=cmd_dedup)
 

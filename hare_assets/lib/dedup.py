@@ -34,10 +34,10 @@ NEAR = "near_duplicate"
 @dataclass(frozen=True)
 class MinHashParams:
     ngram: int = 5
-    num_perm: int = 112
-    bands: int = 14
-    rows: int = 8
-    threshold: float = 0.8
+    num_perm: int = 100
+    bands: int = 20
+    rows: int = 5
+    threshold: float = 0.7
     verify: bool = True
     seed: int = 42
 

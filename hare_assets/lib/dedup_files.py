@@ -39,10 +39,10 @@ def dedup_paths(
     text_field: str = "text",
     columns: list[str] | None = None,
     ngram: int = 5,
-    num_perm: int = 112,
-    threshold: float = 0.8,
-    bands: int | None = None,
-    rows: int | None = None,
+    num_perm: int = 100,
+    threshold: float = 0.7,
+    bands: int | None = 20,
+    rows: int | None = 5,
     max_doc_bytes: int = 64_000_000,
 ) -> dict:
     files = expand(paths)
@@ -57,10 +57,9 @@ def dedup_paths(
             texts.append(doc["text"])
             where.append({"file": str(file), "row": doc["row"]})
         quarantined.extend({"file": str(file), "row": q["row"], "reason": q["reason"], "detail": q["detail"]} for q in result.quarantine)
-    if bands is None:
-        params = MinHashParams.from_profile(DedupConfig(ngram=ngram, num_perm=num_perm, threshold=threshold, bands=None, rows=None))
-    else:
-        params = MinHashParams(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows or num_perm // bands, threshold=threshold)
+    params = MinHashParams.from_profile(
+        DedupConfig(ngram=ngram, num_perm=num_perm, threshold=threshold, bands=bands or None, rows=rows if bands else None)
+    )
     duplicates = find_duplicates(texts, params)
     return {
         "files": len(files),

@@ -69,7 +69,7 @@ def test_agnews_real_duplicates_are_found(corpora):
     news = removed.filter(removed["source"] == "news")
     assert (news["reason"] == "exact_duplicate").sum() >= 5
     assert (news["reason"] == "near_duplicate").sum() >= 10
-    assert (removed["similarity"] >= 0.8).all()
+    assert (removed["similarity"] >= 0.7).all()  # the profile threshold, verified exactly
     kept = store.read("deduplicated_documents")
     assert kept["doc_id"].is_unique().all()
     assert not set(removed["doc_id"]) & set(kept["doc_id"]) - set(removed["kept_doc_id"])
