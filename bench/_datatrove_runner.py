@@ -1,12 +1,12 @@
 """datatrove's side of bench/curate.py; runs in the peers' venv (.venv-bench), never in .venv.
 
-    python bench/_datatrove_runner.py pipeline INPUT_DIR WORK_DIR RESULT_JSON
-    python bench/_datatrove_runner.py dedup    INPUT_DIR WORK_DIR RESULT_JSON
+    python bench/_datatrove_runner.py pipeline INPUT_DIR WORK_DIR RESULT_JSON [NGRAM BANDS ROWS]
+    python bench/_datatrove_runner.py dedup    INPUT_DIR WORK_DIR RESULT_JSON [NGRAM BANDS ROWS]
 
 `pipeline`: JsonlReader -> GopherRepetitionFilter -> GopherQualityFilter -> C4QualityFilter
 (default parameters) -> JsonlWriter, then datatrove's four MinHash stages on what the
 filters kept. `dedup`: the four MinHash stages on every exported document. MinhashConfig:
-5-gram shingles, 14 buckets x 8 hashes. Every stage runs on a LocalPipelineExecutor with
+5-gram shingles, 14 buckets x 8 hashes unless NGRAM BANDS ROWS say otherwise. Every stage runs on a LocalPipelineExecutor with
 workers=1 (in this process, sequentially); tasks=1 everywhere except MinhashDedupBuckets,
 which datatrove requires to run as one task per bucket (tasks=14, still workers=1).
 Timings cover the work only; ids are collected into RESULT_JSON after the clock stops.
@@ -35,7 +35,8 @@ from datatrove.pipeline.readers import JsonlReader  # noqa: E402
 from datatrove.pipeline.writers import JsonlWriter  # noqa: E402
 
 IMPORT_S = time.perf_counter() - _T0
-CONFIG = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
+_SHAPE = [int(x) for x in sys.argv[5:8]] if len(sys.argv) >= 8 else [5, 14, 8]
+CONFIG = MinhashConfig(n_grams=_SHAPE[0], num_buckets=_SHAPE[1], hashes_per_bucket=_SHAPE[2])
 
 
 def run(pipeline, logs: Path, tasks: int = 1) -> float:

@@ -1,8 +1,8 @@
 """This project's side of bench/curate.py; runs in the project venv (.venv), one process, one core.
 
-    python bench/_hare_runner.py pipeline INPUT_DIR WORK_DIR RESULT_JSON
-    python bench/_hare_runner.py dedup    INPUT_DIR WORK_DIR RESULT_JSON
-    python bench/_hare_runner.py dedup-noverify INPUT_DIR WORK_DIR RESULT_JSON
+    python bench/_hare_runner.py MODE INPUT_DIR WORK_DIR RESULT_JSON [NGRAM BANDS ROWS]
+
+MODE is pipeline, dedup or dedup-noverify.
 
 INPUT_DIR holds the per-source JSONL files that curate.py exported (sorted name order =
 profile source order). `pipeline` reads them, runs `clean_frame` per source (profile
@@ -11,7 +11,9 @@ documents to Parquet, as the graph does. `dedup` runs only `deduplicate_frame` o
 exported document (no cleaning), for the MinHash-only figures and the agreement check;
 `dedup-noverify` is the same with the exact-Jaccard verification of candidates turned off
 (the profile keeps it on), to explain where the decisions differ from datatrove's.
-Timings cover the work only (interpreter start-up and imports are timed separately);
+NGRAM BANDS ROWS override the profile's MinHash shape (num_perm becomes BANDS*ROWS) so
+both sides of the bench hash the same way; threshold, verify, exact and seed stay the
+profile's. Timings cover the work only (interpreter start-up and imports are timed separately);
 ids and decisions are written to RESULT_JSON after the clock stops.
 """
 
@@ -64,11 +66,15 @@ def main() -> None:
     quiet = lambda _msg: None  # noqa: E731
     profile = load_profile(PROFILE)
     params = MinHashParams.from_profile(profile.dedup)
+    profile_shape = {"ngram": params.ngram, "num_perm": params.num_perm, "bands": params.bands, "rows": params.rows}
+    if len(sys.argv) >= 8:
+        ngram, bands, rows = (int(x) for x in sys.argv[5:8])
+        params = dataclasses.replace(params, ngram=ngram, bands=bands, rows=rows, num_perm=bands * rows)
     timings: dict[str, float] = {"import_s": IMPORT_S}
     result: dict = {"side": "hare", "mode": mode, "profile": PROFILE,
                     "minhash": {"ngram": params.ngram, "num_perm": params.num_perm, "bands": params.bands,
                                 "rows": params.rows, "threshold": params.threshold, "verify": params.verify,
-                                "exact_first": profile.dedup.exact, "seed": params.seed}}
+                                "exact_first": profile.dedup.exact, "seed": params.seed, "profile_default": profile_shape}}
 
     start = time.perf_counter()
     frames = read_input(input_dir)

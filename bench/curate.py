@@ -170,7 +170,8 @@ class TreeSampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
-def run_side(side: str, mode: str, input_dir: Path, work: Path, cpu: int | None, data_root: Path) -> dict:
+def run_side(side: str, mode: str, input_dir: Path, work: Path, cpu: int | None, data_root: Path,
+             shape: tuple[int, int, int]) -> dict:
     python, script = SIDES[side]
     out_json = work / f"{side}-{mode}.json"
     run_dir = work / f"{side}-{mode}"
@@ -179,7 +180,7 @@ def run_side(side: str, mode: str, input_dir: Path, work: Path, cpu: int | None,
     work.mkdir(parents=True, exist_ok=True)
     with (work / f"{side}-{mode}.log").open("w") as log_fh:
         started = time.perf_counter()
-        proc = subprocess.Popen([str(python), str(script), mode, str(input_dir), str(run_dir), str(out_json)],
+        proc = subprocess.Popen([str(python), str(script), mode, str(input_dir), str(run_dir), str(out_json), *map(str, shape)],
                                 stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=preexec)
         sampler = TreeSampler(proc.pid)
         sampler.start()
@@ -301,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the shared real data (default: $HARE_REAL_DATA or ../shared/data)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (export, logs, raw results)")
+    parser.add_argument("--ngram", type=int, default=5, help="MinHash word n-gram size, both sides (default 5)")
+    parser.add_argument("--bands", type=int, default=14, help="MinHash bands / datatrove buckets, both sides (default 14)")
+    parser.add_argument("--rows", type=int, default=8, help="MinHash rows per band / hashes per bucket, both sides (default 8)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin each runner to one CPU")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -308,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "corpora").is_dir():
         raise SystemExit(f"no real corpora under {args.data}/corpora; pass --data or set HARE_REAL_DATA")
     os.environ["HARE_REAL_DATA"] = str(args.data.resolve())
+    shape = (args.ngram, args.bands, args.rows)
 
     started = time.perf_counter()
     versions = ensure_bench_venv()
@@ -327,11 +332,11 @@ def main(argv: list[str] | None = None) -> int:
             order = list(SIDES) if rep % 2 == 0 else list(SIDES)[::-1]  # alternate who goes first
             for side in order:
                 for mode in ("pipeline", "dedup"):
-                    res = run_side(side, mode, work / "input", work / f"run{rep + 1}", cpu, args.data)
+                    res = run_side(side, mode, work / "input", work / f"run{rep + 1}", cpu, args.data, shape)
                     results[(side, mode)].append(res)
                     log(f"run {rep + 1}/{args.runs} {side:9s} {mode:8s} {res['timings']['total_s']:7.2f} s work, "
                         f"{res['wall_s']:7.2f} s wall, peak {res['peak_mib']:6.0f} MiB")
-        noverify = run_side("hare", "dedup-noverify", work / "input", work / "extra", cpu, args.data)
+        noverify = run_side("hare", "dedup-noverify", work / "input", work / "extra", cpu, args.data, shape)
 
         ours = side_figures(results[("hare", "pipeline")], results[("hare", "dedup")], mb, n_docs)
         theirs = side_figures(results[("datatrove", "pipeline")], results[("datatrove", "dedup")], mb, n_docs)
@@ -388,8 +393,12 @@ def report(f: dict) -> None:
     p(f"\nInput: {inp['documents']} documents, {inp['mb']:.2f} MB (10^6 bytes of UTF-8 text), sources {inp['by_source']}")
     p(f"One core each (pinned CPU {f['machine']['pinned_cpu']}), {f['runs']} runs per side, medians. Peers: {f['peers']}")
     hm, dm = f["minhash_params"]["hare"], f["minhash_params"]["datatrove"]
+    pd = hm["profile_default"]
     p(f"MinHash: hare {hm['ngram']}-gram {hm['bands']}x{hm['rows']} (exact pass first, verify={hm['verify']} at "
       f"Jaccard {hm['threshold']}); datatrove {dm['ngram']}-gram {dm['bands']}x{dm['rows']} ({dm['hash']}, no verify)")
+    if (pd["ngram"], pd["bands"], pd["rows"]) != (hm["ngram"], hm["bands"], hm["rows"]):
+        p(f"  (the profile's own shape is {pd['ngram']}-gram {pd['bands']}x{pd['rows']}, num_perm {pd['num_perm']}; "
+          f"overridden on our side so both hash alike; --ngram/--bands/--rows set both sides)")
     p()
     header = f"{'side':10s} {'MB/s e2e':>9s} {'docs/s':>8s} {'MinHash-only MB/s':>18s} {'peak MiB':>9s} " \
              f"{'MinHash peak MiB':>17s} {'e2e s':>7s} {'clean s':>8s} {'dedup s':>8s} {'wall s':>7s}"

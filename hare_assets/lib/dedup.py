@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import xxhash
-from text_dedup.utils import UnionFind, optimal_param
 
 from hare_assets.lib.text_rules import _mix, ngram_hashes
 
@@ -29,6 +28,27 @@ _MAX_HASH_CHUNK = 8192  # shingles per block when computing signatures; bounds m
 
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
+
+
+class UnionFind:
+    """Disjoint sets with path compression; the smallest index is the root. (text-dedup's UnionFind would do, but importing
+    `text_dedup.utils` pulls in `datasets`, pandas and scipy: about 165 MiB and a second.)"""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        root = self.parent.setdefault(x, x)
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while x != root:  # path compression
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,8 @@ class MinHashParams:
     def from_profile(cls, cfg) -> MinHashParams:
         bands, rows = cfg.bands, cfg.rows
         if bands is None:
+            from text_dedup.utils import optimal_param  # heavy import, only when asked for
+
             bands, rows = optimal_param(cfg.threshold, cfg.num_perm)
         return cls(cfg.ngram, cfg.num_perm, bands, rows, cfg.threshold, cfg.verify, cfg.seed)
 

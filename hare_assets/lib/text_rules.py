@@ -135,7 +135,7 @@ def language_scores(text: str, sample_chars: int) -> list[tuple[str, float]]:
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 BULLETS = ("•", "●", "○", "▪", "‣", "⁃", "◦", "-", "*", "·", "–")
 _WORD = re.compile(r"\S+")
-_ALPHA = re.compile(r"[^\W\d_]")
+_ALPHA_WORD = re.compile(r"(?<!\S)\S*?[^\W\d_]\S*")  # a whitespace-delimited word with a letter
 _JAVASCRIPT = re.compile(r"javascript", re.IGNORECASE)
 _POLICY = re.compile(
     r"terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies|enable cookies", re.IGNORECASE
@@ -255,7 +255,7 @@ def quality_violation(text: str, rules: QualityRules) -> tuple[str, str] | None:
         if ellipsis > rules.max_ellipsis_line_ratio:
             return "ellipsis_lines", f"{ellipsis:.2f} of lines end in an ellipsis > {rules.max_ellipsis_line_ratio}"
     if rules.min_alpha_word_ratio is not None:
-        alpha = sum(1 for w in words if _ALPHA.search(w)) / n_words
+        alpha = len(_ALPHA_WORD.findall(text)) / n_words
         if alpha < rules.min_alpha_word_ratio:
             return "alpha_words", f"{alpha:.2f} of words have a letter < {rules.min_alpha_word_ratio}"
     if rules.min_stop_words is not None:

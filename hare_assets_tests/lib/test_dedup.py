@@ -59,3 +59,13 @@ def test_signature_agreement_estimates_jaccard():
 def test_threshold_only_profile_uses_optimal_param():
     params = MinHashParams.from_profile(DedupConfig(bands=None, rows=None, threshold=0.8, num_perm=112))
     assert params.bands * params.rows <= 112 and (params.bands, params.rows) != (14, 8)
+
+
+def test_union_find_roots_at_the_smallest_member():
+    from hare_assets.lib.dedup import UnionFind
+
+    uf = UnionFind()
+    for a, b in [(5, 3), (3, 9), (7, 8), (9, 7)]:
+        uf.union(a, b)
+    assert {uf.find(x) for x in (3, 5, 7, 8, 9)} == {3}
+    assert uf.find(42) == 42

