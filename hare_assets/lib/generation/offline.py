@@ -13,10 +13,12 @@ seed's topic, but it invents nothing. Outputs by task:
 - `paraphrase`: synonym swaps from a small table and clause reordering.
 
 `task` may be a bare name, a stage-qualified name or a template id (`d2/qa`, `d3/mcq.v1`).
-A bare `qa` means the JSON task when the prompt or system message asks for JSON, else the
-study guide. The source text is `seed_text`, else the `<extract>`/`<document>` in the prompt,
-else the prompt. Randomness comes from a hash of the input (and `seed`), never from global
-state, so the same request always gives the same text. Token counts are whitespace words.
+A bare `qa` means the JSON task when the instructions (system message and prompt, outside the
+quoted seed) ask for JSON, else the study guide. The source text is `seed_text`, else the
+`<extract>`/`<document>` in the prompt, else the prompt; because `task` and `seed_text` steer
+the output, they are part of this backend's cache key. Randomness comes from a hash of the
+input (and `seed`), never from global state, so the same request always gives the same text.
+Token counts are whitespace words.
 """
 
 from __future__ import annotations
@@ -51,12 +53,25 @@ _STOP = frozenset(
     year time times"""
     .split()
 )
+# Frequent words that make poor key terms (verbs, adjectives, fillers); still counted for scoring.
+_WEAK = frozenset(
+    """able back best better big came come comes could early end even far feel felt find found full get gets give
+    given going gone good got great help high keep kept kind last late later less like little long look looked lot
+    lots made make makes making much need needs next old part pretty put real right run said say see seems seen set
+    show small sort start still sure take taken takes tell think thing things thought took tried try turn turned
+    want wanted went whole work works worked yes began brought bought built caught did done drew fell fought gave
+    grew held knew led left lost meant met paid ran rose sent sat sold spent stood taught told won wrote written""".split()
+)
 _ABBREVIATIONS = ("mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "sr.", "jr.", "vs.", "e.g.", "i.e.", "etc.", "no.", "fig.", "u.s.")
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)]))\s+(?=[\"'“‘(]?[A-Z0-9])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]")
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
-_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]")
+# a number, a run of capitalised words ("Puerto Rico", "Ninth Symphony"), or a word
+_TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[A-Z][A-Za-z'’-]*(?: [A-Z][A-Za-z'’-]*)*|[a-z][A-Za-z'’-]*[A-Za-z]|[a-z]")
+_INITIAL = re.compile(r"(?:^|\s)[A-Z]\.$")  # "J. Lyons", "John F. Kennedy"
 _TAGGED = re.compile(r"<(extract|document|text|passage)>\s*(.*?)\s*</\1>", re.DOTALL | re.IGNORECASE)
+_MAX_SENTENCE_WORDS = 55  # longer "sentences" are usually run-together headers or lists
+_MAX_BLANK_WORDS = 40  # a question about a sentence longer than this is hard to read
 _PRONOUNS = frozenset("it this that these those they he she we i you there here such one".split())
 
 _SYNONYMS = {
@@ -141,7 +156,7 @@ class _Seed:
         self.sentences = [
             _Sentence(i, s, tuple(w.lower() for w in _WORD.findall(s))) for i, s in enumerate(split_sentences(text))
         ]
-        self.usable = [s for s in self.sentences if 5 <= len(s.words) <= 70 and s.text[-1] in ".!?\"'”’)"]
+        self.usable = [s for s in self.sentences if 5 <= len(s.words) <= _MAX_SENTENCE_WORDS and s.text[-1] in ".!?\"'”’)"]
         surface: dict[str, Counter[str]] = {}
         names: Counter[str] = Counter()
         raw: Counter[str] = Counter()
@@ -156,19 +171,24 @@ class _Seed:
             names.update(_capitalised_runs(tokens))
         self.fold = {w: w[:-1] for w in raw if w.endswith("s") and not w.endswith("ss") and w[:-1] in raw}
         self.freq: Counter[str] = Counter()
-        for word, count in raw.items():
-            self.freq[self.fold.get(word, word)] += count
+        self.first: dict[str, int] = {}  # order of first appearance, the tie-breaker
+        for word, count in raw.items():  # Counter keeps insertion order: first appearance
+            base = self.fold.get(word, word)
+            self.freq[base] += count
+            self.first.setdefault(base, len(self.first))
+        merged: dict[str, Counter[str]] = {}
+        for key, counts in surface.items():
+            merged.setdefault(self.fold.get(key, key), Counter()).update(counts)
+        runs_by_word: dict[str, list[tuple[int, str]]] = {}
+        for run, count in names.items():
+            for part in set(run.split()):
+                runs_by_word.setdefault(part, []).append((count, run))
         self.forms: dict[str, str] = {}
         for word in self.freq:
-            forms: Counter[str] = Counter()
-            for key, counts in surface.items():
-                if self.fold.get(key, key) == word:
-                    forms.update(counts)
+            forms = merged.get(word)
             best = forms.most_common(1)[0][0] if forms else word
-            if best[0].isupper():
-                runs = [(c, r) for r, c in names.items() if best in r.split()]
-                if runs:
-                    best = max(runs, key=lambda cr: (cr[0], -len(cr[1])))[1]
+            if best[0].isupper() and best in runs_by_word:
+                best = max(runs_by_word[best], key=lambda cr: (cr[0], -len(cr[1]), cr[1]))[1]
             self.forms[word] = best
 
     def norm(self, word: str) -> str:
@@ -178,8 +198,19 @@ class _Seed:
         return self.forms.get(word, word)
 
     def top_words(self, n: int) -> list[str]:
-        ranked = sorted(self.freq.items(), key=lambda kv: (-kv[1], self.text.lower().find(kv[0])))
-        return [w for w, _ in ranked[:n]]
+        """The n most frequent content words that are shown differently ("world" and "cup" are
+        both "World Cup": only the first counts)."""
+        ranked = sorted(self.freq.items(), key=lambda kv: (-kv[1], self.first[kv[0]]))
+        out: list[str] = []
+        shown: set[str] = set()
+        terms = [w for w, _ in ranked if w not in _WEAK and not w.endswith(("ed", "ly", "ing")) and len(w) >= 4]
+        for word in terms + [w for w, _ in ranked if w not in terms]:  # weak words only to fill up
+            if self.display(word).lower() not in shown:
+                shown.add(self.display(word).lower())
+                out.append(word)
+            if len(out) == n:
+                break
+        return out
 
     def mentions(self, sentence: _Sentence, word: str) -> bool:
         return any(self.norm(w) == word for w in sentence.words)
@@ -213,7 +244,7 @@ class OfflineBackend(Backend):
     model = MODEL_ID
     concurrent = False
 
-    def __init__(self, model: str | None = None, **_ignored: Any):
+    def __init__(self, model: str | None = None):
         if model not in (None, MODEL_ID):
             raise ValueError(f"the offline backend is {MODEL_ID!r}; it cannot run model {model!r}")
 
@@ -249,7 +280,7 @@ def split_sentences(text: str) -> list[str]:
         pieces = _SENTENCE_END.split(block)
         merged: list[str] = []
         for piece in pieces:
-            if merged and merged[-1].lower().endswith(_ABBREVIATIONS):
+            if merged and (merged[-1].lower().endswith(_ABBREVIATIONS) or _INITIAL.search(merged[-1])):
                 merged[-1] = f"{merged[-1]} {piece}"
             else:
                 merged.append(piece)
@@ -264,7 +295,8 @@ def resolve_task(task: str, prompt: str = "", system: str | None = None) -> str:
     if base == "qa":
         if stage == "d2":
             return "qa_guide"
-        if stage == "d3" or "json" in f"{system or ''} {prompt}".lower():
+        instructions = _TAGGED.sub(" ", f"{system or ''} {prompt}")  # not the seed: it may mention JSON itself
+        if stage == "d3" or "json" in instructions.lower():
             return "qa"
         return "qa_guide"
     if base not in TASKS:
@@ -301,7 +333,7 @@ def compose(style: str, seed: _Seed, rng: random.Random, max_tokens: int = 1024)
         top.append(["the topic", "its context", "its details"][len(top)])
     a, b, c = (seed.display(w) for w in top)
     fill = {"a": a, "b": b, "c": c, "A": _cap(a), "B": _cap(b), "C": _cap(c)}
-    budget = max(60, min(520, int(max_tokens * 0.7)))
+    budget = max(60, min(460, int(max_tokens * 0.7)))  # words of seed sentences; the frame adds up to ~120
     chosen: list[_Sentence] = []
     used = 0
     for sentence in ranked:
@@ -353,12 +385,15 @@ def _blanks(seed: _Seed, sentences: Sequence[_Sentence]) -> list[_Blank]:
     out: list[_Blank] = []
     for sentence in sentences:
         for m in _TOKEN.finditer(sentence.text):
-            token = m.group(0)
+            token, before = m.group(0), sentence.text[max(0, m.start() - 2) : m.start()]
             if token[0].isdigit():
                 kind = "year" if re.fullmatch(r"1[0-9]{3}|20[0-9]{2}", token) else "number"
-            elif m.start() > 0 and token[0].isupper() and token.isalpha() and token.lower() not in _STOP:
+            elif token[0].isupper():
+                # a name, unless it starts the sentence (or a quote or a clause after a colon)
+                if m.start() == 0 or before.strip() in (":", '"', "“", "(") or (" " not in token and (token.lower() in _STOP or len(token) < 3)):
+                    continue
                 kind = "name"
-            elif token.islower() and len(token) >= 5 and _is_content(token):
+            elif len(token) >= 5 and _is_content(token):
                 kind = "word"
             else:
                 continue
@@ -366,13 +401,16 @@ def _blanks(seed: _Seed, sentences: Sequence[_Sentence]) -> list[_Blank]:
     return out
 
 
-def _pool(seed: _Seed, kind: str) -> list[str]:
-    """Distinct tokens of one kind across the seed, in order of first appearance."""
-    seen: dict[str, str] = {}
+def _pools(seed: _Seed) -> dict[str, list[str]]:
+    """Distinct tokens of each kind across the seed, in order of first appearance."""
+    seen: dict[str, dict[str, str]] = {"year": {}, "number": {}, "name": {}, "word": {}}
     for blank in _blanks(seed, seed.sentences):
-        if blank.kind == kind:
-            seen.setdefault(blank.token.lower(), blank.token)
-    return list(seen.values())
+        seen[blank.kind].setdefault(blank.token.lower(), blank.token)
+    return {kind: list(tokens.values()) for kind, tokens in seen.items()}
+
+
+def _short(sentences: list[_Sentence]) -> list[_Sentence]:
+    return [s for s in sentences if len(s.words) <= _MAX_BLANK_WORDS]
 
 
 def _stem(token: str) -> str:
@@ -400,9 +438,9 @@ def _blank_text(blank: _Blank) -> str:
 
 def _mcq(seed: _Seed, rng: random.Random) -> dict[str, Any]:
     priority = {"year": 0, "number": 0, "name": 1, "word": 2}
-    pools = {kind: _pool(seed, kind) for kind in priority}
+    pools = _pools(seed)
     candidates: list[tuple[_Blank, list[str]]] = []
-    for blank in _blanks(seed, seed.ranked()[:8]):
+    for blank in _blanks(seed, _short(seed.ranked())[:8]):
         in_sentence = {_stem(t) for t in _TOKEN.findall(blank.sentence.text)}
         others = [t for t in pools[blank.kind] if _stem(t) not in in_sentence and _stem(t) != _stem(blank.token)]
         distinct = list({_stem(t): t for t in others}.values())
@@ -421,7 +459,7 @@ def _mcq(seed: _Seed, rng: random.Random) -> dict[str, Any]:
 
 
 def _cloze(seed: _Seed, rng: random.Random) -> dict[str, Any]:
-    blanks = _blanks(seed, seed.ranked()[:5])
+    blanks = _blanks(seed, _short(seed.ranked())[:5])
     if not blanks:
         raise PermanentError("seed text has no sentence with a word, number or name to blank")
     blank = rng.choice(blanks)

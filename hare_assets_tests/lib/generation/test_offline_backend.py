@@ -4,6 +4,8 @@ import pytest
 
 from hare_assets.lib.generation import GenerationCache, GenerationRequest, Generator, PermanentError, build_backend
 from hare_assets.lib.generation.offline import MODEL_ID, split_sentences
+from hare_assets.lib.prompts import load_template
+from hare_assets.lib.tasks import parse_restruct
 
 SEED = """The Erie Canal opened in 1825 and linked the Hudson River at Albany with Lake Erie at Buffalo. Before the canal, moving a ton of flour from Buffalo to New York City took about three weeks and cost nearly 100 dollars. After the canal opened, the same trip took eight days and cost around 10 dollars. Governor DeWitt Clinton championed the project, and critics mocked it as "Clinton's Ditch" while it was being dug.
 
@@ -100,3 +102,22 @@ def test_bad_tasks_and_seeds_are_per_request_errors(backend, tmp_path):
     assert backend.model == MODEL_ID and backend.kind == "offline"
     again = gen.generate([GenerationRequest(prompt="p", task="textbook", seed_text=SEED)])
     assert again[0].cached and again[0].text == results[1].text
+
+
+@pytest.mark.parametrize("kind", ["qa", "mcq", "cloze", "summary"])
+def test_restruct_replies_pass_the_project_validator(backend, kind):
+    template = load_template("d3", kind, "v1")  # the real prompts: bare "qa" asks for JSON there
+    for seed_text in (SEED, SHORT):
+        request = GenerationRequest(prompt=template.render(seed=seed_text), system=template.system, task=kind, seed_text=seed_text)
+        item = parse_restruct(kind, backend.generate_one(request).text)
+        assert item
+
+
+@pytest.mark.parametrize("style", ["textbook", "story", "wiki", "blog", "qa"])
+def test_d2_templates_give_prose(backend, style):
+    template = load_template("d2", style, "v1")
+    request = GenerationRequest(prompt=template.render(seed=SEED, topic="canals"), system=template.system, task=style)
+    text = backend.generate_one(request).text  # the seed is read from the prompt's <extract>
+    assert not text.startswith("{") and text.endswith(".") and 150 <= len(text.split()) <= 600
+    json_seed = SEED + " The records were later exported as JSON files."  # the seed, not the instructions
+    assert not backend.generate_one(GenerationRequest(prompt=template.render(seed=json_seed, topic="c"), task=style)).text.startswith("{")

@@ -10,8 +10,3 @@ def test_vllm_without_vllm_says_how_to_install_it():
         pytest.skip("vllm is installed here; the missing-extra message cannot be checked")
     with pytest.raises(ImportError, match=r"pip install '\.\[gpu\]'.*CUDA|CUDA.*pip install '\.\[gpu\]'"):
         build_backend("vllm", model="/models/mixtral")
-
-
-def test_unknown_backend_lists_the_kinds():
-    with pytest.raises(ValueError, match="offline.*openai.*transformers.*vllm"):
-        build_backend("llamacpp", model="x")
