@@ -27,8 +27,16 @@ def _instance():
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Materialize the whole graph for the profile, one source partition at a time, recorded in the instance."""
-    from hare_assets.defs.graph import CURATE_SOURCES_JOB, DEDUPLICATE_JOB, build_definitions
+    """Materialize the whole graph, partition by partition, recorded in the checkout's instance."""
+    from hare_assets.defs.curate.partitions import TOPICS
+    from hare_assets.defs.graph import (
+        BUILD_TASKS_JOB,
+        CURATE_CORPUS_JOB,
+        CURATE_SOURCES_JOB,
+        SYNTHESIZE_TOPIC_JOB,
+        build_definitions,
+    )
+    from hare_assets.defs.synthesize.partitions import task_partitions
     from hare_assets.lib.profile import load_profile
 
     profile = load_profile(args.profile)
@@ -36,16 +44,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     instance = _instance()
     started = time.perf_counter()
     print(f"hare demo: profile {profile.name!r}, data under {hare_home()}")
-    for source in profile.sources:
-        result = defs.resolve_job_def(CURATE_SOURCES_JOB).execute_in_process(
-            partition_key=source.name, instance=instance, raise_on_error=False
-        )
-        _report(result, f"{CURATE_SOURCES_JOB}[{source.name}]")
-        if not result.success:
-            return 1
-    result = defs.resolve_job_def(DEDUPLICATE_JOB).execute_in_process(instance=instance, raise_on_error=False)
-    _report(result, DEDUPLICATE_JOB)
-    if not result.success:
+
+    def run(job: str, partition: str | None = None) -> bool:
+        result = defs.resolve_job_def(job).execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
+        _report(result, f"{job}[{partition}]" if partition else job)
+        return result.success
+
+    steps = [(CURATE_SOURCES_JOB, s.name) for s in profile.sources] + [(CURATE_CORPUS_JOB, None)]
+    if not all(run(job, key) for job, key in steps):
+        return 1
+    steps = [(SYNTHESIZE_TOPIC_JOB, t) for t in instance.get_dynamic_partitions(TOPICS.name)]
+    steps += [(BUILD_TASKS_JOB, t) for t in task_partitions(profile).get_partition_keys()]
+    if not all(run(job, key) for job, key in steps):
         return 1
     print(f"done in {time.perf_counter() - started:.0f}s. Query: hare sql \"SELECT reason, count(*) FROM clean_documents__removed GROUP BY 1\"; browse: hare ui")
     return 0

@@ -8,6 +8,11 @@ EXPECTED = {
     "raw_documents": ("ingest", True),
     "clean_documents": ("curate", True),
     "deduplicated_documents": ("curate", False),
+    "document_embeddings": ("curate", False),
+    "topic_clusters": ("curate", False),
+    "topic_documents": ("curate", True),
+    "synthetic_documents": ("synthesize", True),
+    "task_documents": ("synthesize", True),
 }
 
 
@@ -29,12 +34,21 @@ def test_assets_groups_partitions_and_checks():
     assert sources == ["encyclopedia", "forum", "news", "books"]
 
 
-def test_lineage_runs_from_dedup_back_to_raw():
+def test_lineage_runs_from_task_text_back_to_raw():
     graph = defs.resolve_asset_graph()
-    assert graph.get(dg.AssetKey("deduplicated_documents")).parent_keys == {dg.AssetKey("clean_documents")}
-    assert graph.get(dg.AssetKey("clean_documents")).parent_keys == {dg.AssetKey("raw_documents")}
+    chain = ["task_documents", "synthetic_documents", "topic_documents", "topic_clusters", "document_embeddings",
+             "deduplicated_documents", "clean_documents", "raw_documents"]
+    for child, parent in zip(chain, chain[1:]):
+        assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys, (child, parent)
+
+
+def test_partitions_topics_dynamic_tasks_static():
+    graph = defs.resolve_asset_graph()
+    assert isinstance(graph.get(dg.AssetKey("synthetic_documents")).partitions_def, dg.DynamicPartitionsDefinition)
+    assert graph.get(dg.AssetKey("task_documents")).partitions_def.get_partition_keys() == [
+        "qa", "mcq", "cloze", "summary", "news_topics"]
 
 
 def test_jobs_and_resources():
-    assert {job.name for job in defs.jobs} >= {"curate_sources", "deduplicate"}
-    assert "storage" in defs.resources
+    assert {job.name for job in defs.jobs} >= {"curate_sources", "curate_corpus", "synthesize_topic", "build_tasks"}
+    assert {"storage", "generator"} <= set(defs.resources)

@@ -59,6 +59,20 @@ def _model_name(model: str) -> str:
     return model
 
 
+def _quantize_linear(model):
+    """Dynamic int8 for every Linear layer, weights quantised per output channel (per-tensor scales
+    moved the embeddings of this model noticeably more). torch marks its quantised tensors as
+    deprecated; the warning is silenced here because the replacement (torchao) is not a dependency."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+
+
 class Embedder:
     """Embed documents with a sentence-transformers model under the chunking rule above."""
 
@@ -89,7 +103,7 @@ class Embedder:
         # Dynamic int8 Linear layers exist for CPU only; on a GPU fp32/fp16 kernels are the fast path.
         self.quantized = bool(quantize) and self.device == "cpu"
         if self.quantized:
-            self._st = torch.ao.quantization.quantize_dynamic(self._st, {torch.nn.Linear}, dtype=torch.qint8)
+            self._st = _quantize_linear(self._st)
         self.dim = int(self._st.get_embedding_dimension())
 
     @property
@@ -127,7 +141,7 @@ class Embedder:
                 vectors[idx] = torch.nn.functional.normalize(out, dim=1).cpu().numpy()
                 if progress is not None:
                     progress(min(start + self.batch_size, len(order)), len(order))
-        pooled = np.zeros((len(texts), self.dim), dtype=np.float64)
-        np.add.at(pooled, np.asarray(owner), vectors.astype(np.float64))
+        starts = np.flatnonzero(np.diff(np.asarray(owner), prepend=-1))  # a document's chunks are adjacent
+        pooled = np.add.reduceat(vectors.astype(np.float64), starts, axis=0)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)

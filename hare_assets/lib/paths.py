@@ -17,3 +17,8 @@ def hare_home() -> str:
     Defaults to `.hare/data` in the checkout, which git ignores.
     """
     return os.environ.get("HARE_HOME") or str(PROJECT_ROOT / ".hare" / "data")
+
+
+def cache_dir() -> Path:
+    """Local caches (generation replies, embeddings by doc_id): `HARE_CACHE`, default `.hare/cache`."""
+    return Path(os.environ.get("HARE_CACHE") or PROJECT_ROOT / ".hare" / "cache")

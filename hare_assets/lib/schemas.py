@@ -19,4 +19,15 @@ DUPLICATES = {
 
 def frame(rows: list[dict], schema: dict) -> pl.DataFrame:
     """Rows to a frame with exactly `schema`'s columns and types (also when there are no rows)."""
-    return pl.DataFrame(rows, schema=schema)
+    return pl.DataFrame([{k: row.get(k) for k in schema} for row in rows], schema=schema)
+
+# D2/D3 rows: lineage to the topic and the seed documents, and to the generator and prompt that made them.
+SYNTHETIC = {
+    **CLEAN_DOCUMENTS,
+    "topic": pl.String,
+    "seed_doc_ids": pl.List(pl.String),
+    "generator": pl.String,
+    "prompt_version": pl.String,
+}
+SYNTHETIC_REMOVED = {**SYNTHETIC, "reason": pl.String, "detail": pl.String}
+TOPIC_DOCUMENTS = {**CLEAN_DOCUMENTS, "topic": pl.String, "similarity": pl.Float32, "weight": pl.Float64}

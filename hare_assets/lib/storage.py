@@ -71,6 +71,14 @@ class TableStore:
                 fs.rm(tmp)
         return target
 
+    def delete(self, table: str, partition: str | None = None) -> bool:
+        """Remove one stored partition (e.g. of a topic that vanished); True if there was one."""
+        path = self.path(table, partition)
+        if self.fs.exists(path):
+            self.fs.rm(path)
+            return True
+        return False
+
     def exists(self, table: str, partition: str | None = None) -> bool:
         return self.fs.exists(self.path(table, partition))
 

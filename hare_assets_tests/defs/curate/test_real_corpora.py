@@ -18,7 +18,7 @@ def corpora(real_data, tmp_path_factory):
     profile = load_profile("local-corpora")
     defs = build_definitions(profile, home=home)
     assets = list(defs.assets)
-    resources = {"storage": defs.resources["storage"]}
+    resources = dict(defs.resources)
     instance = dg.DagsterInstance.ephemeral()
     results = {}
     for source in profile.sources:
@@ -79,7 +79,7 @@ def test_dedup_is_deterministic(corpora):
     _, store, _, defs = corpora
     before = (store.read("deduplicated_documents"), store.read("deduplicated_documents__removed"))
     again = dg.materialize(list(defs.assets), selection=["deduplicated_documents"],
-                           resources={"storage": defs.resources["storage"]})
+                           resources=dict(defs.resources))
     assert again.success
     assert store.read("deduplicated_documents").equals(before[0])
     assert store.read("deduplicated_documents__removed").equals(before[1])

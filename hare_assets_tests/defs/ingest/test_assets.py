@@ -24,7 +24,7 @@ def test_bad_input_partition_materializes_with_quarantine(tmp_path):
     defs = build_definitions(profile, home=str(tmp_path / "home"))
     for source in ("mixed", "gz"):
         result = dg.materialize(list(defs.assets), selection=["raw_documents"], partition_key=source,
-                                resources={"storage": defs.resources["storage"]})
+                                resources=dict(defs.resources))
         assert result.success
         [check] = result.get_asset_check_evaluations()
         assert check.passed, check.description
@@ -42,7 +42,7 @@ def test_missing_source_path_fails_with_a_clear_message(tmp_path):
     (tmp_path / "p.yaml").write_text("name: x\nsources: [{name: gone, format: jsonl, path: nowhere}]\n")
     defs = build_definitions(load_profile(tmp_path / "p.yaml"), home=str(tmp_path / "home"))
     result = dg.materialize(list(defs.assets), selection=["raw_documents"], partition_key="gone",
-                            resources={"storage": defs.resources["storage"]}, raise_on_error=False)
+                            resources=dict(defs.resources), raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "source 'gone': path" in failure.step_failure_data.error.to_string()

@@ -1,0 +1,183 @@
+"""HARE D2 and D3 row building, outside Dagster: seeds → generation requests → checked rows.
+
+Every output row keeps its lineage: `topic`, `seed_doc_ids` (the D1 or D2 documents it was made
+from), `generator` (backend model id) and `prompt_version` (template id). Generation failures
+become quarantine rows; outputs that fail the checks become removed rows with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+import xxhash
+
+from hare_assets.lib import schemas
+from hare_assets.lib.generation import GenerationRequest, GenerationResult, Generator
+from hare_assets.lib.profile import Profile
+from hare_assets.lib.prompts import load_template
+from hare_assets.lib.readers import doc_id
+from hare_assets.lib.tasks import TaskRejected, parse_restruct, render_restruct
+from hare_assets.lib.text_rules import clean_document
+from hare_assets.lib.tokenizer import token_counts
+
+GENERATION_FAILED = "generation_failed"
+TOO_LONG = "too_long"
+
+
+def stable_sample(frame: pl.DataFrame, n: int, salt: str) -> pl.DataFrame:
+    """Up to n rows chosen by a salted hash of doc_id: the same rows every run, independent of row order."""
+    keyed = frame.with_columns(
+        pl.col("doc_id").map_elements(lambda d: xxhash.xxh3_64_intdigest(f"{salt}:{d}".encode()), return_dtype=pl.UInt64).alias("_k")
+    )
+    return keyed.sort("_k").head(n).drop("_k")
+
+
+def snippet(text: str, words: int) -> str:
+    """The first `words` words, cut back to the last full sentence when one ends in the second half."""
+    tokens = text.split()
+    if len(tokens) <= words:
+        return text.strip()
+    cut = " ".join(tokens[:words])
+    end = max(cut.rfind(". "), cut.rfind("? "), cut.rfind("! "))
+    return cut[: end + 1] if end > len(cut) // 2 else cut
+
+
+def _pick(options: list[str], key: str) -> str:
+    return options[xxhash.xxh3_64_intdigest(key.encode()) % len(options)]
+
+
+@dataclass
+class Built:
+    """Rows of one synthesized partition, split the way every stage accounts for them."""
+
+    kept: list[dict] = field(default_factory=list)
+    removed: list[dict] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
+
+    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        return (
+            schemas.frame(self.kept, schemas.SYNTHETIC),
+            schemas.frame(self.removed, schemas.SYNTHETIC_REMOVED),
+            schemas.frame(self.quarantine, schemas.QUARANTINE),
+        )
+
+
+def _row(text: str, source: str, shard: str, row: int, meta: dict, topic: str | None, seeds: list[str],
+         generator: str, prompt: str, edits: list[str] | None = None) -> dict:
+    return {
+        "doc_id": doc_id(text), "source": source, "shard": shard, "row": row, "text": text,
+        "meta": json.dumps(meta, sort_keys=True), "edits": edits or [], "topic": topic,
+        "seed_doc_ids": seeds, "generator": generator, "prompt_version": prompt,
+    }
+
+
+def synthesize_topic(
+    topic: str,
+    keywords: list[str],
+    docs: pl.DataFrame,
+    profile: Profile,
+    generator: Generator,
+) -> Built:
+    """D2 for one topic: sample seeds, prompt in a style chosen per seed source, check the outputs."""
+    cfg, sampling = profile.synthesis, profile.generator.sampling
+    seeds = stable_sample(docs, cfg.seeds_per_topic, f"{cfg.seed}:{topic}")
+    requests, prompts = [], []
+    for seed in seeds.iter_rows(named=True):
+        style = _pick(cfg.styles_by_source.get(seed["source"], cfg.styles), seed["doc_id"])
+        template = load_template("d2", style, cfg.prompt_version)
+        extract = snippet(seed["text"], cfg.seed_words)
+        requests.append(GenerationRequest(
+            prompt=template.render(seed=extract, topic=", ".join(keywords[:6]) or topic),
+            system=template.system, max_tokens=sampling.max_tokens, temperature=sampling.temperature,
+            top_p=sampling.top_p, seed=sampling.seed, task=style, seed_text=seed["text"],
+            meta={"seed_doc_id": seed["doc_id"], "style": style},
+        ))
+        prompts.append(template.id)
+    results = generator.generate(requests)
+    built = Built()
+    texts = [r.text or "" for r in results]
+    lengths = token_counts(texts)
+    quality = profile.clean.quality
+    for i, (result, request, prompt, n_tokens) in enumerate(zip(results, requests, prompts, lengths)):
+        base = {"source": "synthetic", "shard": f"topic={topic}", "row": i}
+        if not result.ok:
+            built.quarantine.append({**base, "reason": GENERATION_FAILED, "detail": result.error or "", "raw": request.prompt[:500]})
+            continue
+        meta = {"style": request.meta["style"], "tokens": n_tokens, "cached": result.cached}
+        checked = clean_document(result.text, profile.clean, quality)
+        row = _row(checked.text if checked.reason is None else result.text, "synthetic", base["shard"], i, meta, topic,
+                   [request.meta["seed_doc_id"]], generator.backend.model, prompt, checked.edits)
+        if checked.reason is None and n_tokens > cfg.max_tokens:
+            checked.reason, checked.detail = TOO_LONG, f"{n_tokens} tokens > synthesis.max_tokens={cfg.max_tokens}"
+        if checked.reason is None:
+            built.kept.append(row)
+        else:
+            built.removed.append({**row, "reason": checked.reason, "detail": checked.detail})
+    return built
+
+
+def restruct_tasks(kind: str, seeds: pl.DataFrame, profile: Profile, generator: Generator) -> Built:
+    """D3 Restruct: one task item per synthetic seed, validated, rendered, length-checked."""
+    cfg, sampling = profile.tasks, profile.generator.sampling
+    picked = stable_sample(seeds, cfg.seeds_per_task, f"{cfg.seed}:{kind}")
+    template = load_template("d3", kind, cfg.prompt_version)
+    requests, passages = [], []
+    for seed in picked.iter_rows(named=True):
+        passage = snippet(seed["text"], 180)
+        passages.append(passage)
+        requests.append(GenerationRequest(
+            prompt=template.render(seed=passage), system=template.system, max_tokens=min(sampling.max_tokens, cfg.max_tokens),
+            temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed, task=kind, seed_text=passage,
+            meta={"seed_doc_id": seed["doc_id"], "topic": seed["topic"]},
+        ))
+    results = generator.generate(requests)
+    return _task_rows(kind, results, requests, passages, template.id, generator.backend.model, cfg.max_tokens)
+
+
+def _task_rows(kind: str, results: list[GenerationResult], requests: list[GenerationRequest], passages: list[str],
+               prompt: str, model: str, max_tokens: int) -> Built:
+    built = Built()
+    rendered: list[tuple[int, str | None, str, str]] = []
+    for i, (result, request, passage) in enumerate(zip(results, requests, passages)):
+        base = {"source": f"task:{kind}", "shard": f"task={kind}", "row": i}
+        if not result.ok:
+            built.quarantine.append({**base, "reason": GENERATION_FAILED, "detail": result.error or "", "raw": request.prompt[:500]})
+            continue
+        try:
+            text, reason, detail = render_restruct(kind, parse_restruct(kind, result.text), passage), None, ""
+        except TaskRejected as exc:
+            text, reason, detail = result.text, exc.reason, exc.detail
+        rendered.append((i, reason, detail, text))
+    lengths = token_counts([text for *_, text in rendered])
+    for (i, reason, detail, text), n_tokens in zip(rendered, lengths):
+        request = requests[i]
+        row = _row(text, f"task:{kind}", f"task={kind}", i, {"tokens": n_tokens}, request.meta["topic"],
+                   [request.meta["seed_doc_id"]], model, prompt)
+        if reason is None and n_tokens > max_tokens:
+            reason, detail = TOO_LONG, f"{n_tokens} tokens > tasks.max_tokens={max_tokens}"
+        (built.kept.append(row) if reason is None else built.removed.append({**row, "reason": reason, "detail": detail}))
+    return built
+
+
+def open_task_rows(
+    name: str, records: list[dict], render: Callable[[dict], str], max_tokens: int, shard_of: Callable[[dict], str]
+) -> Built:
+    """Open task data: each reader document rendered by its template, then length-checked."""
+    built = Built()
+    rendered = []
+    for rec in records:
+        try:
+            rendered.append((rec, render(rec), None, ""))
+        except TaskRejected as exc:
+            rendered.append((rec, rec["text"], exc.reason, exc.detail))
+    lengths = token_counts([text for _, text, _, _ in rendered])
+    for (rec, text, reason, detail), n_tokens in zip(rendered, lengths):
+        row = _row(text, f"task:{name}", shard_of(rec), rec["row"], {"tokens": n_tokens, **json.loads(rec["meta"])}, None,
+                   [rec["doc_id"]], "template", f"d3/{name}")
+        if reason is None and n_tokens > max_tokens:
+            reason, detail = TOO_LONG, f"{n_tokens} tokens > tasks.max_tokens={max_tokens}"
+        (built.kept.append(row) if reason is None else built.removed.append({**row, "reason": reason, "detail": detail}))
+    return built
