@@ -1,8 +1,12 @@
 """The one entry point loads, and the graph has the designed shape."""
 
 import dagster as dg
+import pytest
 
 from hare_assets.definitions import defs
+from hare_assets.defs.graph import build_definitions
+from hare_assets.lib.paths import PROFILES_DIR
+from hare_assets.lib.profile import load_profile
 
 EXPECTED = {
     "raw_documents": ("ingest", True),
@@ -52,3 +56,10 @@ def test_partitions_topics_dynamic_tasks_static():
 def test_jobs_and_resources():
     assert {job.name for job in defs.jobs} >= {"curate_sources", "curate_corpus", "synthesize_topic", "build_tasks"}
     assert {"storage", "generator"} <= set(defs.resources)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+def test_every_shipped_profile_builds_a_valid_graph(name, monkeypatch, tmp_path):
+    monkeypatch.setenv("HARE_REAL_DATA", str(tmp_path))  # only expanded into paths here, not read
+    built = build_definitions(load_profile(name), home=str(tmp_path))
+    dg.Definitions.validate_loadable(built)
