@@ -14,9 +14,13 @@ first paragraph (the *chunking rule*):
 - embed each window (truncated to `max_seq_length` tokens), L2-normalise it, take
   the mean of a document's windows and L2-normalise that.
 
-All chunks of a call are embedded together, sorted by (length, text) so batches pad
-little and are the same whatever order the documents arrive in: the same set of
-texts gives bit-identical vectors.
+`chunk_words` bounds the tokenizer's work; with the defaults (160 words, 128 tokens)
+a window is usually cut at about 100 words by the model's truncation.
+
+The distinct chunks of a call are embedded together, sorted by (length, text), so
+batches pad little and are the same whatever order the documents arrive in: the
+same set of texts gives bit-identical vectors (another batch size or another set
+of texts around them changes the last float bits only).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def _quantize_linear(model):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
 class Embedder:
@@ -119,29 +123,29 @@ class Embedder:
         return chunk_document(text, self.chunk_words, self.max_chunks)
 
     def embed(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """(len(texts), dim) float32, L2-normalised. `progress(done, total)` counts chunks embedded."""
+        """(len(texts), dim) float32, L2-normalised. `progress(done, total)` counts distinct chunks embedded."""
         import torch
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        pieces: list[str] = []
-        owner: list[int] = []
-        for i, text in enumerate(texts):
-            for piece in self.chunks(text):
-                pieces.append(piece)
-                owner.append(i)
-        order = sorted(range(len(pieces)), key=lambda j: (len(pieces[j]), pieces[j]))
-        vectors = np.empty((len(pieces), self.dim), dtype=np.float32)
+        pieces = [self.chunks(text) for text in texts]
+        # Each distinct chunk once, sorted by (length, text): little padding, and batches that do not
+        # depend on the order of `texts` (so results do not either).
+        unique = sorted({p for doc in pieces for p in doc}, key=lambda p: (len(p), p))
+        vectors = np.empty((len(unique), self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                features = self._st.preprocess([pieces[j] for j in idx])
+            for start in range(0, len(unique), self.batch_size):
+                batch = unique[start : start + self.batch_size]
+                features = self._st.preprocess(batch)
                 features = {k: v.to(self._st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
                 out = self._st(features)["sentence_embedding"].float()
-                vectors[idx] = torch.nn.functional.normalize(out, dim=1).cpu().numpy()
+                vectors[start : start + len(batch)] = torch.nn.functional.normalize(out, dim=1).cpu().numpy()
                 if progress is not None:
-                    progress(min(start + self.batch_size, len(order)), len(order))
-        starts = np.flatnonzero(np.diff(np.asarray(owner), prepend=-1))  # a document's chunks are adjacent
-        pooled = np.add.reduceat(vectors.astype(np.float64), starts, axis=0)
+                    progress(start + len(batch), len(unique))
+        row = {p: i for i, p in enumerate(unique)}
+        owner = np.repeat(np.arange(len(texts)), [len(doc) for doc in pieces])
+        chunk_vectors = vectors[[row[p] for doc in pieces for p in doc]].astype(np.float64)
+        starts = np.flatnonzero(np.diff(owner, prepend=-1))  # a document's chunks are adjacent
+        pooled = np.add.reduceat(chunk_vectors, starts, axis=0)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -140,17 +140,17 @@ def keywords(texts: Iterable[str], labels: np.ndarray, top_n: int = 8) -> dict[i
         return {int(c): [] for c in classes}
     rows = np.searchsorted(classes, labels)
     onehot = sparse.csr_matrix((np.ones(len(labels)), (rows, np.arange(len(labels)))), shape=(len(classes), len(labels)))
-    per_class = np.asarray((onehot @ counts).todense(), dtype=np.float64)  # (classes, vocab)
+    per_class = sparse.csr_matrix(onehot @ counts, dtype=np.float64)  # (classes, vocab), stays sparse
     words = vectorizer.get_feature_names_out()
-    class_words = per_class.sum(axis=1, keepdims=True)
-    tf = per_class / np.maximum(class_words, 1.0)
-    idf = np.log1p(class_words.mean() / np.maximum(per_class.sum(axis=0), 1.0))
-    scores = tf * idf
+    class_words = np.asarray(per_class.sum(axis=1)).ravel()
+    idf = np.log1p(class_words.mean() / np.maximum(np.asarray(per_class.sum(axis=0)).ravel(), 1.0))
     out: dict[int, list[str]] = {}
     for i, c in enumerate(classes):
-        row = scores[i]
-        top = [j for j in np.lexsort((words, -row)) if row[j] > 0][:top_n]
-        out[int(c)] = [str(words[j]) for j in top]
+        lo, hi = per_class.indptr[i], per_class.indptr[i + 1]
+        terms = per_class.indices[lo:hi]
+        scores = per_class.data[lo:hi] / max(class_words[i], 1.0) * idf[terms]
+        ranked = np.lexsort((words[terms], -scores))
+        out[int(c)] = [str(words[terms[j]]) for j in ranked if scores[j] > 0][:top_n]
     return out
 
 

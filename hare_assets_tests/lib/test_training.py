@@ -1,0 +1,172 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hare_assets.lib.packing import pack_documents
+from hare_assets.lib.paths import PROJECT_ROOT
+from hare_assets.lib.presets import PRESETS, make_config
+from hare_assets.lib.tokenizer import token_counts
+from hare_assets.lib.training import DataOrder, TrainConfig, build_model, linear_cross_entropy, lr_factor, train
+from hare_assets_tests.lib.test_packing import make_documents
+
+STEPS, SAVE_EVERY = 40, 10
+
+
+def micro_config(data, out, **overrides) -> TrainConfig:
+    base = dict(
+        data=str(data), out_dir=str(out), preset="micro", max_steps=STEPS, micro_batch_size=4, lr=3e-3,
+        warmup_steps=4, log_every=5, save_every=SAVE_EVERY, num_threads=2,
+    )  # fmt: skip
+    return TrainConfig.from_dict({**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("packed")
+    pack_documents(make_documents(60), out, seq_len=64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stage1(data, tmp_path_factory):
+    """One uninterrupted in-process run: the reference for the tests below."""
+    config = micro_config(data, tmp_path_factory.mktemp("stage1"))
+    lines: list[str] = []
+    return config, train(config, log=lines.append), lines
+
+
+def test_presets_shapes():
+    assert 1.08e9 < PRESETS["hare-1.1b"].param_count() < 1.13e9
+    config = make_config("hare-1.1b")
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (22, 2048, 32)
+    assert (config.num_key_value_heads, config.intermediate_size, config.vocab_size) == (8, 5632, 32000)
+    assert config.rope_parameters["rope_theta"] == 10000.0 and config.rms_norm_eps == 1e-5
+    assert not config.tie_word_embeddings and config._attn_implementation == "sdpa"
+    assert make_config("micro", num_hidden_layers=3).num_hidden_layers == 3
+    with pytest.raises(ValueError, match="unknown model preset"):
+        make_config("hare-7b")
+
+
+def test_data_order_and_schedule():
+    order = DataOrder(7, seed=3)
+    stream = order.indices(0, 21)
+    assert sorted(stream[:7]) == list(range(7)) and sorted(stream[7:14]) == list(range(7))
+    assert not np.array_equal(stream[:7], stream[7:14])  # a new permutation every epoch
+    assert np.array_equal(DataOrder(7, 3).indices(5, 9), stream[5:14])  # position alone decides
+    assert not np.array_equal(DataOrder(7, 4).indices(0, 7), stream[:7])
+    factors = [lr_factor(s, 10, 100, 0.1) for s in range(120)]
+    assert factors[0] == 0.1 and factors[9] == 1.0 and math.isclose(factors[100], 0.1) and factors[119] == factors[100]
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+
+
+def test_fused_loss_matches_cross_entropy():
+    torch.manual_seed(0)
+    hidden = torch.randn(37, 16, requires_grad=True)
+    weight = torch.randn(100, 16, requires_grad=True)
+    targets = torch.randint(0, 100, (37,))
+    ours = linear_cross_entropy(hidden, weight, targets, chunk=8)
+    (ours * 2).backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    reference = F.cross_entropy(hidden @ weight.t(), targets)
+    (reference * 2).backward()
+    assert torch.allclose(ours, reference, atol=1e-5)
+    assert torch.allclose(grads[0], hidden.grad, atol=1e-6) and torch.allclose(grads[1], weight.grad, atol=1e-6)
+
+
+def test_micro_model_learns_and_checkpoint_loads(stage1):
+    config, result, lines = stage1
+    curve = result.loss_curve
+    assert len(curve) == result.steps == STEPS and result.resumed_from is None
+    assert curve[0] > 10 and np.mean(curve[-5:]) < np.mean(curve[:5]) - 3  # from ln(32000) ≈ 10.4 down
+    assert result.tokens == STEPS * 4 * 64 and result.tokens_per_s > 0
+    assert any(line.startswith("step 40/40 loss") for line in lines)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(result.checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(result.checkpoint)
+    prompt = "The keeper climbed the spiral stair"
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    assert ids[0, 0].item() == 1 and ids.shape[1] == token_counts([prompt])[0] + 1  # BOS, as in packing
+    out = model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert out.shape == (1, ids.shape[1] + 8)
+    assert isinstance(tokenizer.decode(out[0], skip_special_tokens=True), str)
+    info = json.loads((result.checkpoint and open(f"{result.checkpoint}/hare_training.json").read()))
+    assert info["steps"] == STEPS and info["data"]["fingerprint"] == result.data_fingerprint
+
+
+def _wait_for(proc: subprocess.Popen, needle: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if needle in line:
+            return line
+        assert time.monotonic() < deadline, f"no {needle!r} within {timeout}s"
+    raise AssertionError(f"process ended (rc {proc.wait()}) before printing {needle!r}")
+
+
+def test_killed_run_resumes_with_the_same_loss_trajectory(stage1, tmp_path):
+    config, reference, _ = stage1
+    resumed = micro_config(config.data, tmp_path / "run")
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(resumed.to_dict()))
+    command = [sys.executable, "-m", "hare_assets.lib.train_job", "--config", str(config_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_for(proc, f"state saved at step {SAVE_EVERY} ", timeout=120)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert 0 < result["resumed_from_step"] < STEPS and "resumed from" in done.stdout
+    assert result["loss_curve"] == reference.loss_curve  # bitwise: CPU, fp32, same thread count
+    assert (tmp_path / "run" / "loss_curve.png").stat().st_size > 1000
+
+
+def test_resume_refuses_a_changed_config(stage1):
+    config, _, _ = stage1
+    changed = TrainConfig.from_dict({**config.to_dict(), "lr": 1e-3})
+    with pytest.raises(ValueError, match="belongs to another run"):
+        train(changed)
+
+
+def test_stage2_starts_from_stage1_weights_through_dagster_pipes(stage1, tmp_path):
+    import dagster as dg
+    from safetensors.torch import load_file
+
+    config, stage1_result, _ = stage1
+    stage2 = micro_config(config.data, tmp_path / "stage2", init_from=stage1_result.checkpoint, max_steps=3, warmup_steps=1)
+    weights = load_file(f"{stage1_result.checkpoint}/model.safetensors")
+    initial = build_model(stage2).state_dict()
+    assert all(torch.equal(initial[k], v) for k, v in weights.items())
+
+    config_path = tmp_path / "stage2.json"
+    config_path.write_text(json.dumps(stage2.to_dict()))
+
+    @dg.asset
+    def checkpoint(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient):
+        command = [sys.executable, "-m", "hare_assets.lib.train_job", "--config", str(config_path)]
+        return pipes.run(command=command, context=context, cwd=str(PROJECT_ROOT)).get_materialize_result()
+
+    run = dg.materialize([checkpoint], resources={"pipes": dg.PipesSubprocessClient()})
+    assert run.success
+    metadata = run.asset_materializations_for_node("checkpoint")[0].metadata
+    assert metadata["steps"].value == 3 and metadata["checkpoint"].value.endswith("checkpoint")
+    curve = [loss for _, loss in metadata["loss_curve"].value]
+    assert len(curve) == 3 and curve[0] < stage1_result.loss_curve[0] - 3  # not a fresh model
+    assert math.isclose(metadata["final_loss"].value, curve[-1]) and metadata["tokens_per_s"].value > 0
