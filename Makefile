@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 HARE_PROFILE ?= demo
 
-.PHONY: setup demo test test-fast ui bench-curate clean
+.PHONY: setup demo test test-fast ui bench-curate bench-topics bench-decontam bench-train clean chromium
 
 $(BIN)/hare: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,11 @@ setup: $(BIN)/hare
 demo: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HARE_PROFILE=$(HARE_PROFILE) $(BIN)/hare demo
 
-test: setup
+# Debian's Chromium for hare_assets_tests/test_ui.py (Playwright drives it; it never downloads a browser)
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: setup chromium
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup
@@ -32,6 +36,15 @@ ui: setup
 
 bench-curate: setup
 	$(BIN)/python bench/curate.py
+
+bench-topics: setup
+	$(BIN)/python bench/topics.py
+
+bench-decontam: setup
+	$(BIN)/python bench/decontam.py
+
+bench-train: setup
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf .hare

@@ -25,149 +25,50 @@ import json
 import os
 import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import psutil
-
-ROOT = Path(__file__).resolve().parents[1]
-BENCH_DIR = ROOT / "bench"
-HARE_PYTHON = Path(sys.executable)
-BENCH_VENV = ROOT / ".venv-bench"
-BENCH_PYTHON = BENCH_VENV / "bin" / "python"
-DATATROVE_VERSION = "0.10.1"
-# datatrove's English word tokenizer is spaCy's blank("en") (no model download), but spaCy is
-# only in datatrove's [multilingual] extra; its JsonlReader/JsonlWriter need orjson ([io] extra).
-PEER_PACKAGES = [f"datatrove[processing]=={DATATROVE_VERSION}", "datasketch", "psutil", "spacy>=3.8,<4", "orjson"]
-PEER_CHECK = (
-    "import importlib.metadata as m, datatrove, datasketch, orjson, psutil, spacy;"
-    "spacy.blank('en')('offline check.');"
-    f"assert m.version('datatrove') == {DATATROVE_VERSION!r}, m.version('datatrove');"
-    "print(' '.join(f'{p}=={m.version(p)}' for p in ('datatrove', 'spacy', 'datasketch', 'orjson', 'numpy')))"
+from _common import (
+    BENCH_DIR,
+    BENCH_PYTHON,
+    HARE_PYTHON,
+    OFFLINE,
+    ONE_THREAD,
+    clean_env,
+    default_data_dir,
+    drop_scratch,
+    ensure_bench_venv,
+    export_corpora,
+    log,
+    median,
+    pinned_cpu,
+    ratio,
+    run_sampled,
+    source_of,
+    write_figures,
 )
+
 SIDES = {"hare": (HARE_PYTHON, BENCH_DIR / "_hare_runner.py"),
          "datatrove": (BENCH_PYTHON, BENCH_DIR / "_datatrove_runner.py")}
 LABELLED_SHARD = ("web", "dclm_majority_data.jsonl")
-ONE_THREAD = {k: "1" for k in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                "NUMEXPR_NUM_THREADS", "RAYON_NUM_THREADS", "TOKENIZERS_PARALLELISM")}
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# --- the peers' virtualenv ---------------------------------------------------------------------------
-
-
-def peer_versions() -> str | None:
-    if not BENCH_PYTHON.exists():
-        return None
-    done = subprocess.run([str(BENCH_PYTHON), "-c", PEER_CHECK], capture_output=True, text=True,
-                          env={**_clean_env(), **OFFLINE})
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def ensure_bench_venv() -> str:
-    """Create .venv-bench with the peers when it is missing or incomplete; return their versions."""
-    versions = peer_versions()
-    if versions:
-        return versions
-    log(f"setting up {BENCH_VENV.name} with {' '.join(PEER_PACKAGES)} (a few minutes, once)")
-    if not BENCH_PYTHON.exists():
-        subprocess.run([shutil.which("python3") or sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-    pip = [str(BENCH_PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, *PEER_PACKAGES], check=True)
-    versions = peer_versions()
-    if not versions:
-        raise SystemExit(f"{BENCH_VENV} is set up but the peers do not import; run: {BENCH_PYTHON} -c \"{PEER_CHECK}\"")
-    return versions
 
 
 # --- the shared input ---------------------------------------------------------------------------------
 
 
-def export_corpora(out: Path) -> dict:
-    """Per-source JSONL through this project's ingest; file names sort in profile source order."""
-    from hare_assets.lib.profile import load_profile
-    from hare_assets.lib.readers import list_shards, read_shard
-
-    profile = load_profile("local-corpora")
-    out.mkdir(parents=True, exist_ok=True)
-    docs: dict[str, dict] = {}
-    quarantined = 0
-    for i, src in enumerate(profile.sources):
-        with (out / f"{i:02d}_{src.name}.jsonl").open("w", encoding="utf-8") as fh:
-            for shard in list_shards(src):
-                result = read_shard(src, shard, profile.ingest.max_doc_bytes)
-                quarantined += len(result.quarantine)
-                for d in result.docs:
-                    doc_id = f"{d['doc_id']}@{d['source']}/{d['shard']}/{d['row']}"
-                    meta = json.loads(d["meta"])
-                    docs[doc_id] = {"source": d["source"], "shard": d["shard"], "text": d["text"],
-                                    "bytes": len(d["text"].encode("utf-8", "surrogatepass")),
-                                    "label": meta.get("label") if (d["source"], d["shard"]) == LABELLED_SHARD else None}
-                    record = {"id": doc_id, "text": d["text"],
-                              "metadata": {k: d[k] for k in ("doc_id", "source", "shard", "row", "meta")}}
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return {"docs": docs, "quarantined": quarantined, "sources": [s.name for s in profile.sources]}
+def export_labelled_corpora(out: Path) -> dict:
+    """The shared export (see _common.export_corpora), with the human quality label of web/dclm_majority_data.jsonl."""
+    export = export_corpora(out)
+    for d in export["docs"].values():
+        d["label"] = d["meta"].get("label") if (d["source"], d["shard"]) == LABELLED_SHARD else None
+    return export
 
 
 # --- one side, one mode, one repetition -----------------------------------------------------------------
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-
-
-def _pss_bytes(pid: int) -> tuple[int, str]:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024, "pss"
-    except OSError:
-        pass
-    proc = psutil.Process(pid)
-    try:
-        return proc.memory_full_info().pss, "pss"
-    except (psutil.AccessDenied, AttributeError):
-        return proc.memory_info().rss, "rss"
-
-
-class TreeSampler(threading.Thread):
-    """Peak PSS (RSS where PSS cannot be read) of a process and all its descendants."""
-
-    def __init__(self, pid: int, interval: float = 0.05):
-        super().__init__(daemon=True)
-        self.root, self.interval, self.stop = psutil.Process(pid), interval, threading.Event()
-        self.peak, self.samples, self.kind = 0, 0, "pss"
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            total = 0
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-            for proc in procs:
-                try:
-                    value, kind = _pss_bytes(proc.pid)
-                except (psutil.Error, OSError, ValueError):
-                    continue
-                total += value
-                if kind == "rss":
-                    self.kind = "rss"
-            if total:
-                self.peak, self.samples = max(self.peak, total), self.samples + 1
-            self.stop.wait(self.interval)
 
 
 def run_side(side: str, mode: str, input_dir: Path, work: Path, cpu: int | None, data_root: Path,
@@ -175,43 +76,20 @@ def run_side(side: str, mode: str, input_dir: Path, work: Path, cpu: int | None,
     python, script = SIDES[side]
     out_json = work / f"{side}-{mode}.json"
     run_dir = work / f"{side}-{mode}"
-    env = {**_clean_env(), **ONE_THREAD, **OFFLINE, "HARE_REAL_DATA": str(data_root)}
-    preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+    env = {**clean_env(), **ONE_THREAD, **OFFLINE, "HARE_REAL_DATA": str(data_root)}
     work.mkdir(parents=True, exist_ok=True)
-    with (work / f"{side}-{mode}.log").open("w") as log_fh:
-        started = time.perf_counter()
-        proc = subprocess.Popen([str(python), str(script), mode, str(input_dir), str(run_dir), str(out_json), *map(str, shape)],
-                                stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=preexec)
-        sampler = TreeSampler(proc.pid)
-        sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        sampler.stop.set()
-        sampler.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        tail = (work / f"{side}-{mode}.log").read_text(errors="replace")[-3000:]
-        raise SystemExit(f"{side} {mode} failed with exit code {proc.returncode}:\n{tail}")
+    done = run_sampled([str(python), str(script), mode, str(input_dir), str(run_dir), str(out_json), *map(str, shape)],
+                       env, work / f"{side}-{mode}.log", cpu)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} {mode} failed with exit code {done.returncode}:\n{done.tail()}")
     result = json.loads(out_json.read_text())
-    result.update(wall_s=wall, peak_mib=sampler.peak / 2**20, peak_kind=sampler.kind, samples=sampler.samples,
-                  maxrss_mib=usage.ru_maxrss / 1024)
+    result.update(wall_s=done.wall_s, peak_mib=done.peak_mib, peak_kind=done.peak_kind, samples=done.samples,
+                  maxrss_mib=done.maxrss_mib)
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
 
 
 # --- figures ------------------------------------------------------------------------------------------
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def ratio(a: float, b: float) -> float:
-    return a / b if b else float("nan")
-
-
-def source_of(doc_id: str) -> str:
-    return doc_id.split("@", 1)[1].split("/", 1)[0]
 
 
 def label_agreement(kept: set[str], docs: dict[str, dict]) -> dict:
@@ -298,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="repetitions per side and mode (medians are printed)")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("HARE_REAL_DATA") or ROOT.parent / "shared" / "data"),
+    parser.add_argument("--data", type=Path, default=default_data_dir(),
                         help="the shared real data (default: $HARE_REAL_DATA or ../shared/data)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (export, logs, raw results)")
@@ -319,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"peers: {versions}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="hare-bench-curate-"))
     work.mkdir(parents=True, exist_ok=True)
-    cpu = None if args.no_pin else max(os.sched_getaffinity(0))
+    cpu = pinned_cpu(args.no_pin)
     try:
-        export = export_corpora(work / "input")
+        export = export_labelled_corpora(work / "input")
         docs, sources = export["docs"], export["sources"]
         n_docs, n_bytes = len(docs), sum(d["bytes"] for d in docs.values())
         mb = n_bytes / 1e6
@@ -374,15 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             "bench_seconds": time.perf_counter() - started,
         }
         report(figures)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(figures, indent=2) + "\n")
-            log(f"figures written to {args.json}")
+        write_figures(args.json, figures)
     finally:
-        if args.keep:
-            log(f"scratch kept in {work}")
-        elif args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        drop_scratch(work, args.keep, args.workdir is None)
     return 0
 
 

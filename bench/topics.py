@@ -29,20 +29,15 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import OFFLINE, ROOT, default_data_dir, log, read_corpora, run_sampled, text_bytes
+
 SIDES = ("ours", "ours-int8", "naive")
 TARGET_RATIO = 1.5
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # --- one side, in its own process ---------------------------------------------------------------------
@@ -105,76 +100,33 @@ def run_side(side: str, input_path: str, k: int, threads: int) -> dict:
 def export_corpora(data: Path, out: Path, per_source: int | None = None) -> tuple[int, dict[str, int], int]:
     """Every document of the `local-corpora` profile (or `per_source` evenly spaced ones, for a quick
     check), as JSONL {source, text}; returns the document count, counts per source and text bytes."""
-    os.environ["HARE_REAL_DATA"] = str(data)
-    sys.path.insert(0, str(ROOT))
-    from hare_assets.lib.profile import load_profile
-    from hare_assets.lib.readers import list_shards, read_shard
-
-    profile = load_profile("local-corpora")
     counts: dict[str, int] = {}
     size = 0
+    sources, _ = read_corpora(data)
     with open(out, "w", encoding="utf-8") as fh:
-        for src in profile.sources:
-            docs = [d for shard in list_shards(src) for d in read_shard(src, shard, profile.ingest.max_doc_bytes).docs]
+        for name, docs in sources:
             if per_source is not None and len(docs) > per_source:
                 docs = [docs[i * len(docs) // per_source] for i in range(per_source)]
             for doc in docs:
-                fh.write(json.dumps({"source": src.name, "text": doc["text"]}, ensure_ascii=False) + "\n")
-                counts[src.name] = counts.get(src.name, 0) + 1
-                size += len(doc["text"].encode("utf-8", "surrogatepass"))
+                fh.write(json.dumps({"source": name, "text": doc["text"]}, ensure_ascii=False) + "\n")
+                counts[name] = counts.get(name, 0) + 1
+                size += text_bytes(doc["text"])
     return sum(counts.values()), counts, size
 
 
-def _tree_rss(proc) -> int:
-    import psutil
-
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            total += p.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
-
-
 def measure(side: str, input_path: Path, k: int, threads: int, workdir: Path) -> dict:
-    import psutil
-
     out = workdir / f"{side}.json"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        **{v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")},
-    }
+    threaded = {v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **OFFLINE, **threaded}
     cmd = [sys.executable, __file__, "--side", side, "--input", str(input_path), "--k", str(k),
            "--threads", str(threads), "--output", str(out)]
-    started = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    proc = psutil.Process(child.pid)
-    peak = [0]
-    finished = threading.Event()
-
-    def sample() -> None:
-        while not finished.is_set():
-            try:
-                peak[0] = max(peak[0], _tree_rss(proc))
-            except psutil.NoSuchProcess:
-                return
-            finished.wait(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output, _ = child.communicate()
-    finished.set()
-    sampler.join()
-    if child.returncode != 0:
-        raise RuntimeError(f"side {side} failed ({child.returncode}):\n{output[-4000:]}")
+    # the RSS of the child's process tree, every 20 ms (not pinned: --threads sets the parallelism)
+    done = run_sampled(cmd, env, workdir / f"{side}.log", cpu=None, interval=0.02, kind="rss")
+    if done.returncode != 0:
+        raise RuntimeError(f"side {side} failed ({done.returncode}):\n{done.tail(4000)}")
     result = json.loads(out.read_text())
-    result["peak_rss_mib"] = max(peak[0] / 2**20, 0.0)
-    result["wall_s"] = time.perf_counter() - started
+    result["peak_rss_mib"] = max(done.peak_mib, 0.0)
+    result["wall_s"] = done.wall_s
     return result
 
 
@@ -214,7 +166,7 @@ def main() -> None:
     unknown = set(sides) - set(SIDES)
     if unknown:
         parser.error(f"unknown sides {sorted(unknown)}; choose from {SIDES}")
-    data = Path(args.data or os.environ.get("HARE_REAL_DATA") or ROOT.parent / "shared" / "data").resolve()
+    data = Path(args.data or default_data_dir()).resolve()
     if not (data / "corpora").is_dir():
         parser.error(f"no corpora/ under {data} (set --data or HARE_REAL_DATA)")
     with tempfile.TemporaryDirectory(prefix="hare-bench-topics-") as tmp:

@@ -28,47 +28,68 @@ def _instance():
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Materialize the whole graph, partition by partition, recorded in the checkout's instance."""
+    import dagster as dg
+
+    from hare_assets.defs import graph
     from hare_assets.defs.curate.partitions import TOPICS
-    from hare_assets.defs.graph import (
-        BUILD_TASKS_JOB,
-        CURATE_CORPUS_JOB,
-        CURATE_SOURCES_JOB,
-        SYNTHESIZE_TOPIC_JOB,
-        build_definitions,
-    )
     from hare_assets.defs.synthesize.partitions import task_partitions
     from hare_assets.lib.profile import load_profile
 
     profile = load_profile(args.profile)
-    defs = build_definitions(profile)
+    defs = graph.build_definitions(profile)
     instance = _instance()
     started = time.perf_counter()
     print(f"hare demo: profile {profile.name!r}, data under {hare_home()}")
+    benchmarks = profile.integrity.benchmarks
 
-    def run(job: str, partition: str | None = None) -> bool:
-        result = defs.resolve_job_def(job).execute_in_process(partition_key=partition, instance=instance, raise_on_error=False)
-        _report(result, f"{job}[{partition}]" if partition else job)
+    # The terminal gets one summary line per asset and the jobs' own progress; the full event log is in the UI.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+    def run(job: str, partition: str | dg.MultiPartitionKey | None = None) -> bool:
+        result = defs.resolve_job_def(job).execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
+                                                              run_config=quiet)
+        _report(result, f"{job}[{partition}]" if partition else job, time.perf_counter() - started)
         return result.success
 
-    steps = [(CURATE_SOURCES_JOB, s.name) for s in profile.sources] + [(CURATE_CORPUS_JOB, None)]
-    if not all(run(job, key) for job, key in steps):
-        return 1
-    steps = [(SYNTHESIZE_TOPIC_JOB, t) for t in instance.get_dynamic_partitions(TOPICS.name)]
-    steps += [(BUILD_TASKS_JOB, t) for t in task_partitions(profile).get_partition_keys()]
-    if not all(run(job, key) for job, key in steps):
-        return 1
-    print(f"done in {time.perf_counter() - started:.0f}s. Query: hare sql \"SELECT reason, count(*) FROM clean_documents__removed GROUP BY 1\"; browse: hare ui")
+    # In dependency order; topic partitions exist only once curate_corpus has clustered.
+    steps = [
+        lambda: [(graph.CURATE_SOURCES_JOB, s.name) for s in profile.sources],
+        lambda: [(graph.BENCHMARK_JOB, b) for b in benchmarks],
+        lambda: [(graph.CURATE_CORPUS_JOB, None), (graph.DECONTAMINATE_JOB, None)],
+        lambda: [(graph.SYNTHESIZE_TOPIC_JOB, t) for t in instance.get_dynamic_partitions(TOPICS.name)],
+        lambda: [(graph.BUILD_TASKS_JOB, t) for t in task_partitions(profile).get_partition_keys()],
+        lambda: [(graph.HITS_JOB, None), (graph.TRAIN_STAGE_JOB, "stage1"), (graph.TRAIN_STAGE_JOB, "stage2")],
+        lambda: [(graph.EVALUATE_JOB, dg.MultiPartitionKey({"benchmark": b, "stage": st}))
+                 for b in benchmarks for st in profile.evaluation.stages],
+        lambda: [(graph.LEAKAGE_JOB, b) for b in benchmarks],
+    ]
+    for step in steps:
+        if not all(run(job, key) for job, key in step()):
+            return 1
+    print(f"done in {time.perf_counter() - started:.0f}s. Next: hare explain {benchmarks[0]}; hare diff stage1 stage2; "
+          "hare sql \"SELECT * FROM contamination_hits\"; hare ui")
     return 0
 
 
-def _report(result, name: str) -> None:
+_SUMMARY = ("dagster/row_count", "items", "tokens", "blocks", "checkpoint_id", "final_loss", "tokens_per_s", "score", "contaminated_items",
+            "documents", "removed_documents", "excised_documents", "documents_excised", "delta_test")
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _report(result, name: str, elapsed: float) -> None:
     status = "ok" if result.success else "FAILED"
-    lines = [f"  {name}: {status}"]
+    lines = [f"  [{elapsed:5.0f}s] {name}: {status}"]
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         partition = f"[{mat.partition}]" if mat.partition else ""
         accounting = mat.metadata.get("accounting")
-        lines.append(f"    {mat.asset_key.to_user_string()}{partition}: {accounting.value if accounting else ''}")
+        shown = accounting.value if accounting else ", ".join(
+            f"{k} {_short(mat.metadata[k].value)}" for k in _SUMMARY if k in mat.metadata)
+        lines.append(f"    {mat.asset_key.to_user_string()}{partition}: {shown}")
     for event in result.all_events:
         if event.is_failure and event.event_specific_data is not None and getattr(event.event_specific_data, "error", None):
             lines.append(f"    error: {event.event_specific_data.error.message.strip()}")
@@ -102,7 +123,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     _instance()  # creates storage and sets the gpu pool before the server starts
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (instance {os.environ['DAGSTER_HOME']})")
-    return subprocess.call(cmd, cwd=PROJECT_ROOT)
+    return subprocess.call(cmd, cwd=os.environ["DAGSTER_HOME"])  # dagster.yaml's storage paths are relative to it
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
@@ -124,6 +145,41 @@ def cmd_dedup(args: argparse.Namespace) -> int:
         if report["quarantined"]:
             print(f"{len(report['quarantined'])} unreadable records: " + ", ".join(f"{q['file']}#{q['row']} {q['reason']}" for q in report["quarantined"][:5]))
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """From a benchmark score back to checkpoints, mixture, datasets, topics and source shards."""
+    from hare_assets.lib.lineage import explain, render_explain
+    from hare_assets.lib.storage import TableStore
+
+    facts = explain(TableStore(hare_home()), args.benchmark, args.checkpoint)
+    print(json.dumps(facts, default=str, ensure_ascii=False) if args.json else render_explain(facts))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """What changed between two evaluated checkpoints: scores, and the data and settings behind them."""
+    from hare_assets.lib.lineage import diff, render_diff
+    from hare_assets.lib.storage import TableStore
+
+    result = diff(TableStore(hare_home()), args.a, args.b)
+    print(json.dumps(result, default=str, ensure_ascii=False) if args.json else render_diff(result))
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """Benchmark-leakage scan of files: exit 1 when a document reaches the rule."""
+    from hare_assets.lib.decontam import DecontamRule
+    from hare_assets.lib.scan_files import format_report, scan_paths
+
+    rule = DecontamRule(n=args.n, rate="strict" if args.strict else args.rate, threshold=args.threshold,
+                        min_item_share=None if args.min_item_share <= 0 else args.min_item_share)
+    report = scan_paths(
+        args.paths, benchmarks_dir=args.benchmarks, rule=rule, text_field=args.text_field,
+        columns=args.columns.split(",") if args.columns else None, benchmarks=args.benchmark or None, worst=args.worst,
+    )
+    print(json.dumps(report, ensure_ascii=False) if args.json else format_report(report))
+    return 1 if report["documents_flagged"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,13 +215,48 @@ def main(argv: list[str] | None = None) -> int:
     dd.add_argument("--show", type=int, default=20, help="pairs to list without --json")
     dd.set_defaults(func=cmd_dedup)
 
+    ex = sub.add_parser("explain", help="trace a benchmark score back to its checkpoint, mixture, topics and source shards")
+    ex.add_argument("benchmark")
+    ex.add_argument("--checkpoint", help="checkpoint id (or prefix), stage name (newest) or stage~N; default: the newest evaluated")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_explain)
+
+    df = sub.add_parser("diff", help="compare two checkpoints: score deltas and what changed in the data behind them")
+    df.add_argument("a", help="checkpoint id (or prefix), stage name (newest) or stage~N (N before the newest)")
+    df.add_argument("b")
+    df.add_argument("--json", action="store_true")
+    df.set_defaults(func=cmd_diff)
+
+    sc = sub.add_parser("scan", help="scan files or folders for benchmark leakage (exit 1 when contamination reaches the rule)")
+    sc.add_argument("paths", nargs="+")
+    sc.add_argument("--benchmarks", metavar="DIR",
+                    help="benchmark files laid out like ../shared/data/benchmarks (default: $HARE_BENCHMARKS_DIR, else the HF hub)")
+    sc.add_argument("--benchmark", action="append", help="only this registry benchmark (repeatable; default: the six leaderboard sets)")
+    sc.add_argument("--json", action="store_true", help="print one JSON object")
+    sc.add_argument("--n", type=int, default=13, help="word n-gram size (HARE: 10-15 for documents, 4-8 for short task text)")
+    sc.add_argument("--rate", choices=["coverage", "positions", "strict"], default="coverage")
+    sc.add_argument("--threshold", type=float, default=0.5, help="flag a document whose rate reaches this")
+    sc.add_argument("--min-item-share", type=float, default=0.8,
+                    help="also flag a document holding this share of one benchmark item (0 turns it off)")
+    sc.add_argument("--strict", action="store_true", help="any verified n-gram hit flags the document")
+    sc.add_argument("--text-field", default="text")
+    sc.add_argument("--columns", help="tsv/csv without a header line: comma-separated column names")
+    sc.add_argument("--worst", type=int, default=10, help="documents listed in the report")
+    sc.set_defaults(func=cmd_scan)
+
     args = parser.parse_args(argv)
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.PreviewWarning, dg.BetaWarning):  # Pipes and partition mappings we rely on, flagged as pre-GA
+        warnings.filterwarnings("ignore", category=category)
     try:
         return args.func(args)
     except Exception as exc:  # the CLI prints what to do, not a traceback
         from hare_assets.lib.profile import ProfileError
 
-        if isinstance(exc, (ProfileError, FileNotFoundError)):
+        if isinstance(exc, (ProfileError, FileNotFoundError, ValueError, LookupError)):
             print(f"hare: {exc}", file=sys.stderr)
             return 2
         raise

@@ -4,6 +4,7 @@ import dagster as dg
 import pytest
 
 from hare_assets.definitions import defs
+from hare_assets.defs.automation import WEEKLY
 from hare_assets.defs.graph import build_definitions
 from hare_assets.lib.paths import PROFILES_DIR
 from hare_assets.lib.profile import load_profile
@@ -17,7 +18,23 @@ EXPECTED = {
     "topic_documents": ("curate", True),
     "synthetic_documents": ("synthesize", True),
     "task_documents": ("synthesize", True),
+    "benchmark_sets": ("integrity", True),
+    "benchmark_ngram_index": ("integrity", False),
+    "decontaminated_documents": ("integrity", False),
+    "decontaminated_synthetic": ("integrity", True),
+    "decontaminated_tasks": ("integrity", True),
+    "contamination_hits": ("integrity", False),
+    "training_mixture": ("mixture", True),
+    "packed_sequences": ("mixture", True),
+    "checkpoint": ("model", True),
+    "benchmark_scores": ("evaluate", True),
+    "benchmark_paraphrases": ("evaluate", True),
+    "leakage_report": ("evaluate", True),
 }
+# Assets that filter rows account for every one of them; the others summarise or train.
+ACCOUNTED = {"raw_documents", "clean_documents", "deduplicated_documents", "document_embeddings", "topic_clusters",
+             "topic_documents", "synthetic_documents", "task_documents", "decontaminated_documents",
+             "decontaminated_synthetic", "decontaminated_tasks", "benchmark_paraphrases"}
 
 
 def test_definitions_load_and_validate():
@@ -33,7 +50,7 @@ def test_assets_groups_partitions_and_checks():
         assert node.group_name == group
         assert (node.partitions_def is not None) == partitioned
         assert node.kinds and node.description
-        assert dg.AssetCheckKey(dg.AssetKey(name), "rows_accounted") in node.check_keys
+        assert (dg.AssetCheckKey(dg.AssetKey(name), "rows_accounted") in node.check_keys) == (name in ACCOUNTED), name
     sources = graph.get(dg.AssetKey("raw_documents")).partitions_def.get_partition_keys()
     assert sources == ["encyclopedia", "forum", "news", "books"]
 
@@ -46,6 +63,30 @@ def test_lineage_runs_from_task_text_back_to_raw():
         assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys, (child, parent)
 
 
+def test_lineage_runs_from_benchmark_scores_back_to_raw():
+    graph = defs.resolve_asset_graph()
+    names = {k.to_user_string() for k in graph.get_ancestor_asset_keys(dg.AssetKey("benchmark_scores"))}
+    assert {"checkpoint", "packed_sequences", "training_mixture", "decontaminated_documents", "decontaminated_synthetic",
+            "decontaminated_tasks", "synthetic_documents", "topic_clusters", "deduplicated_documents", "raw_documents",
+            "benchmark_sets", "contamination_hits"} <= names
+
+
+def test_mixture_reads_only_decontaminated_data():
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_mixture")).parent_keys}
+    assert parents == {"decontaminated_documents", "decontaminated_synthetic", "decontaminated_tasks", "topic_clusters"}
+
+
+def test_gpu_steps_share_the_pool_and_wait_for_the_schedule():
+    graph = defs.resolve_asset_graph()
+    weekly = dg.AutomationCondition.on_cron(WEEKLY)
+    for name in ("checkpoint", "benchmark_scores", "leakage_report"):
+        node = graph.get(dg.AssetKey(name))
+        assert node.pools == {"gpu"} and node.automation_condition == weekly, name
+    assert graph.get(dg.AssetKey("deduplicated_documents")).automation_condition == dg.AutomationCondition.eager()
+    assert graph.get(dg.AssetKey("raw_documents")).automation_condition is None
+
+
 def test_partitions_topics_dynamic_tasks_static():
     graph = defs.resolve_asset_graph()
     assert isinstance(graph.get(dg.AssetKey("synthetic_documents")).partitions_def, dg.DynamicPartitionsDefinition)
@@ -54,8 +95,11 @@ def test_partitions_topics_dynamic_tasks_static():
 
 
 def test_jobs_and_resources():
-    assert {job.name for job in defs.jobs} >= {"curate_sources", "curate_corpus", "synthesize_topic", "build_tasks"}
-    assert {"storage", "generator"} <= set(defs.resources)
+    assert {job.name for job in defs.jobs} >= {"curate_sources", "curate_corpus", "synthesize_topic", "build_tasks",
+                                               "load_benchmark", "decontaminate", "train_stage", "evaluate_checkpoint"}
+    assert {"storage", "generator", "launcher"} <= set(defs.resources)
+    assert {s.name for s in defs.sensors} == {"new_shards_sensor"}
+    assert {s.name for s in defs.schedules} == {"weekly_rebuild"}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))

@@ -163,3 +163,105 @@ def test_one_topic_partition_materializes_alone(demo_home):
     assert [m.materialization.partition for m in mats] == [topic]
     assert mats[0].materialization.metadata["cache_hits"].value > 0  # resumed from the generation cache
     assert all(store.read("synthetic_documents", t).equals(frame) for t, frame in others.items())
+
+
+# --- integrity, model, evaluation, lineage ---------------------------------------------------------
+
+
+def test_planted_leakage_is_caught_and_traced(demo_home):
+    """Every document that quotes a demo_mc item with its answer loses the quote before training (or is removed
+    when little else is left); the hit names the item and traces it to its source shard and row."""
+    store, _ = demo_home
+    hits = store.read("contamination_hits").filter(pl.col("dataset") == "d1")
+    items = {json.loads(line)["id"]: json.loads(line) for line in (DEMO_DIR / "benchmark/demo_mc.jsonl").read_text().splitlines()}
+    kept = store.read("decontaminated_documents")
+    kept_text = dict(zip(zip(kept["source"], kept["shard"], kept["row"]), kept["text"]))
+    for leak in PLANTED["leakage"]:
+        mine = hits.filter((pl.col("source") == leak["source"]) & (pl.col("shard") == leak["file"]) & (pl.col("row") == leak["row"])
+                           & (pl.col("item_id") == leak["item_id"]))
+        assert mine.height == 1, leak
+        row = mine.row(0, named=True)
+        assert row["action"] in ("excised", "removed") and row["item_share"] >= 0.8, (leak, row)
+        assert row["root_shards"] == [f"{leak['source']}/{leak['file']}"]
+        question = items[leak["item_id"]]["question"].lower().rstrip("?")
+        assert question[:40] not in kept_text.get(_key(leak), "").lower(), leak  # the quote is gone
+    excised = kept.filter(pl.col("edits").list.contains("benchmark_excised"))
+    assert excised.height >= 9
+    removed = store.read("decontaminated_documents__removed")
+    assert store.num_rows("deduplicated_documents") == kept.height + removed.height
+
+
+def test_mixture_shares_and_only_clean_samples(demo_home):
+    store, _ = demo_home
+    stage1, stage2 = store.read("training_mixture", "stage1"), store.read("training_mixture", "stage2")
+    assert set(stage1["dataset"]) == {"d1"}
+    shares = stage2.group_by("dataset").agg(pl.col("tokens").sum()).with_columns(pl.col("tokens") / pl.col("tokens").sum())
+    got = dict(zip(shares["dataset"], shares["tokens"]))
+    assert got == pytest.approx({"d1": 0.465, "d2": 0.1363, "d3": 0.3987}, abs=0.02)
+    clean_ids = set(store.read("decontaminated_documents")["doc_id"])
+    assert set(stage1["doc_id"]) <= clean_ids
+    removed = set(store.read("decontaminated_documents__removed")["doc_id"])
+    assert not set(stage2["doc_id"]) & removed
+    manifest = store.read("training_mixture__manifest", "stage2")
+    assert manifest["tokens"].sum() == stage2["tokens"].sum()
+    assert manifest.filter(pl.col("dataset") == "d1")["topic"].null_count() == 0  # D1 samples carry their topic
+
+
+def test_checkpoints_reload_generate_and_record_their_lineage(demo_home):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    store, _ = demo_home
+    records = pl.concat([store.read("checkpoints", p) for p in store.partitions("checkpoints")])
+    stage1, stage2 = (records.filter(pl.col("stage") == s).row(0, named=True) for s in ("stage1", "stage2"))
+    assert stage2["init_from"] == stage1["checkpoint_id"] and stage1["init_from"] is None
+    assert stage2["final_loss"] < stage1["final_loss"] + 1.0 and stage1["steps"] == stage2["steps"] == 150
+    model = AutoModelForCausalLM.from_pretrained(stage2["path"])
+    tokenizer = AutoTokenizer.from_pretrained(stage2["path"])
+    assert model.config.model_type == "mistral" and model.config.vocab_size == 32000 and len(tokenizer) == 32000
+    ids = tokenizer("The telescope", return_tensors="pt").input_ids
+    assert ids[0, 0].item() == 1  # <s>, as packing put before every document
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] == ids.shape[1] + 8
+    assert store.read("checkpoints__manifest", stage2["checkpoint_id"])["tokens"].sum() > 100_000
+
+
+def test_scores_per_stage_with_clean_and_contaminated_subsets(demo_home):
+    store, _ = demo_home
+    for stage in ("stage1", "stage2"):
+        scores = store.read("benchmark_scores", f"demo_mc__{stage}")
+        main = scores.filter((pl.col("metric") == "acc") & (pl.col("subset") == "all")).row(0, named=True)
+        assert main["n"] == 50 and 0.0 <= main["value"] <= 1.0
+        subsets = scores.filter(pl.col("subset") != "all")
+        assert set(subsets["subset"]) == {"clean", "contaminated"} and subsets["n"].sum() == 50
+        samples = store.read("benchmark_scores__samples", f"demo_mc__{stage}")
+        assert samples.height == 50 and samples["item_id"].str.starts_with("demo-").all()
+
+
+def test_leakage_report_has_table_6_per_split(demo_home):
+    store, _ = demo_home
+    paraphrases = store.read("benchmark_paraphrases", "demo_mc")
+    assert paraphrases.height == 60 and (paraphrases["text"] != paraphrases["paraphrase"]).all()
+    table = store.read("leakage_report", "demo_mc")
+    assert set(table["split"]) == {"test", "validation"} and table["items"].sum() == 60
+    assert ((table["delta"] - (table["D"] - table["D_prime"])).abs() < 1e-9).all()
+    assert (table["ppl_original"] > 1).all()
+
+
+def test_explain_and_diff_answer(demo_home, capsys):
+    store, _ = demo_home
+    capsys.readouterr()
+    assert main(["explain", "demo_mc"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("demo_mc acc = ") and "checkpoint stage2-" in text and "checkpoint stage1-" in text
+    for fact in ("training_mixture", "d2:", "topic-", "top source shards", "decontaminated_documents: kept",
+                 "clean_documents: kept", "non_english", "contamination hits on demo_mc", "excised"):
+        assert fact in text, fact
+    assert main(["diff", "stage1", "stage2", "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert {r["dataset"] for r in diff["tokens_by_dataset"]} == {"d1", "d2", "d3"}
+    assert any(s.startswith("synthetic/") for s in diff["shards_added"]) and not diff["shards_removed"]
+    assert {(s["metric"], s["subset"]) for s in diff["scores"]} >= {("acc", "all"), ("acc", "clean")}
+    assert main(["explain", "demo_mc", "--checkpoint", "nope"]) == 2
+    assert "names no checkpoint" in capsys.readouterr().err

@@ -1,14 +1,22 @@
-"""Build the whole asset graph for one profile (the profile fixes the source and task partitions)."""
+"""Build the whole asset graph for one profile (the profile fixes the source, task and benchmark partitions)."""
 
 import dagster as dg
 
+from hare_assets.defs.automation import build_automation, with_automation
 from hare_assets.defs.curate.assets import CLEAN, DEDUP, build_curate_assets
+from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.curate.topics import CLUSTERS, EMBEDDINGS, TOPIC_DOCUMENTS, build_topic_assets
+from hare_assets.defs.evaluate.leakage import LEAKAGE, PARAPHRASES, build_leakage_assets
+from hare_assets.defs.evaluate.scores import build_score_assets
 from hare_assets.defs.ingest.assets import RAW, build_ingest_assets
 from hare_assets.defs.ingest.partitions import source_partitions
-from hare_assets.defs.resources import GeneratorResource, HareStorage
+from hare_assets.defs.integrity.assets import BENCHMARK_SETS, DECONTAMINATED, HITS, INDEX, build_integrity_assets
+from hare_assets.defs.integrity.partitions import benchmark_partitions
+from hare_assets.defs.model.assets import CHECKPOINT, MIXTURE, PACKED, build_model_assets
+from hare_assets.defs.resources import GeneratorResource, HareStorage, JobLauncher
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS, build_synthesize_assets
 from hare_assets.defs.synthesize.partitions import task_partitions
+from hare_assets.lib.lineage import SCORES
 from hare_assets.lib.paths import cache_dir, hare_home
 from hare_assets.lib.profile import Profile
 
@@ -16,6 +24,12 @@ CURATE_SOURCES_JOB = "curate_sources"
 CURATE_CORPUS_JOB = "curate_corpus"
 SYNTHESIZE_TOPIC_JOB = "synthesize_topic"
 BUILD_TASKS_JOB = "build_tasks"
+BENCHMARK_JOB = "load_benchmark"
+DECONTAMINATE_JOB = "decontaminate"
+TRAIN_STAGE_JOB = "train_stage"
+EVALUATE_JOB = "evaluate_checkpoint"
+LEAKAGE_JOB = "check_leakage"
+HITS_JOB = "contamination_report"
 
 
 def generator_resource(profile: Profile) -> GeneratorResource:
@@ -28,28 +42,52 @@ def generator_resource(profile: Profile) -> GeneratorResource:
     )
 
 
+def launcher_resource(profile: Profile) -> JobLauncher:
+    t = profile.training
+    return JobLauncher(launcher=t.launcher, processes=t.processes, image=t.k8s.image, namespace=t.k8s.namespace,
+                       pod_spec=t.k8s.pod_spec)
+
+
 def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitions:
     sources = source_partitions(profile)
+    tasks = task_partitions(profile)
+    benchmarks = benchmark_partitions(profile)
     generator = generator_resource(profile)
-    assets = [
+    assets = with_automation([
         *build_ingest_assets(profile, sources),
         *build_curate_assets(profile, sources),
         *build_topic_assets(profile),
-        *build_synthesize_assets(profile, task_partitions(profile), gpu=generator.uses_gpu),
-    ]
+        *build_synthesize_assets(profile, tasks, gpu=generator.uses_gpu),
+        *build_integrity_assets(profile, benchmarks, tasks),
+        *build_model_assets(profile, tasks, TOPICS),
+        *build_score_assets(profile, benchmarks),
+        *build_leakage_assets(profile, benchmarks, gpu=generator.uses_gpu),
+    ])
+    job = dg.define_asset_job
+    select = dg.AssetSelection.assets
     jobs = [
-        dg.define_asset_job(CURATE_SOURCES_JOB, selection=dg.AssetSelection.assets(RAW, CLEAN),
-                            description="Ingest and clean one source partition."),
-        dg.define_asset_job(CURATE_CORPUS_JOB, selection=dg.AssetSelection.assets(DEDUP, EMBEDDINGS, CLUSTERS),
-                            description="Deduplicate across sources, embed, and cluster into topics (registers topic partitions)."),
-        dg.define_asset_job(SYNTHESIZE_TOPIC_JOB, selection=dg.AssetSelection.assets(TOPIC_DOCUMENTS, SYNTHETIC),
-                            description="One topic's D1 documents and its D2 synthetic documents."),
-        dg.define_asset_job(BUILD_TASKS_JOB, selection=dg.AssetSelection.assets(TASKS),
-                            description="One D3 task partition."),
+        job(CURATE_SOURCES_JOB, selection=select(RAW, CLEAN), description="Ingest and clean one source partition."),
+        job(CURATE_CORPUS_JOB, selection=select(DEDUP, EMBEDDINGS, CLUSTERS),
+            description="Deduplicate across sources, embed, and cluster into topics (registers topic partitions)."),
+        job(SYNTHESIZE_TOPIC_JOB, selection=select(TOPIC_DOCUMENTS, SYNTHETIC, DECONTAMINATED["d2"]),
+            description="One topic's D1 documents and its D2 synthetic documents, decontaminated."),
+        job(BUILD_TASKS_JOB, selection=select(TASKS, DECONTAMINATED["d3"]), description="One D3 task partition, decontaminated."),
+        job(BENCHMARK_JOB, selection=select(BENCHMARK_SETS, PARAPHRASES),
+            description="Load and normalise one benchmark (every split) and paraphrase items for the leakage check."),
+        job(DECONTAMINATE_JOB, selection=select(INDEX, DECONTAMINATED["d1"]),
+            description="Index every benchmark's n-grams and decontaminate D1."),
+        job(TRAIN_STAGE_JOB, selection=select(MIXTURE, PACKED, CHECKPOINT),
+            description="One stage: its training mixture, packed blocks and checkpoint (stage2 continues stage1)."),
+        job(EVALUATE_JOB, selection=select(SCORES), description="lm-eval on one benchmark × stage."),
+        job(LEAKAGE_JOB, selection=select(LEAKAGE), description="BenBench-style leakage check of one benchmark."),
+        job(HITS_JOB, selection=select(HITS), description="Collect every benchmark hit with its lineage."),
     ]
+    sensors, schedules = build_automation(profile, CURATE_SOURCES_JOB)
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        resources={"storage": HareStorage(root=home or hare_home()), "generator": generator},
+        sensors=sensors,
+        schedules=schedules,
+        resources={"storage": HareStorage(root=home or hare_home()), "generator": generator, "launcher": launcher_resource(profile)},
         executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
     )

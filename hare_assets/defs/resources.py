@@ -1,11 +1,18 @@
-"""Resources every stage shares: table storage and the one generator used for all synthesis."""
+"""Resources every stage shares: table storage, the one generator used for all synthesis, and the
+launcher that runs training and evaluation jobs through Dagster Pipes."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import dagster as dg
+import yaml
 from pydantic import Field
 
 from hare_assets.lib.generation import Generator, GenerationCache, build_backend
+from hare_assets.lib.paths import PROJECT_ROOT, artifacts_dir
 from hare_assets.lib.storage import TableStore
 
 
@@ -13,10 +20,15 @@ class HareStorage(dg.ConfigurableResource):
     """Parquet tables for every asset under one root: a local path or an fsspec URL (s3://, gs://, …)."""
 
     root: str
+    artifacts: str | None = Field(default=None, description="packed tokens and checkpoints (default: paths.artifacts_dir)")
 
     @property
     def tables(self) -> TableStore:
         return TableStore(self.root)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return Path(self.artifacts) if self.artifacts else artifacts_dir(self.root)
 
 
 class GeneratorResource(dg.ConfigurableResource):
@@ -55,3 +67,55 @@ class GeneratorResource(dg.ConfigurableResource):
             batch_size=self.batch_size,
             log=log,
         )
+
+
+class JobLauncher(dg.ConfigurableResource):
+    """Runs GPU-heavy work (training, lm-eval, leakage scoring) outside the Dagster process through
+    Dagster Pipes: the job module logs progress and reports its metadata back to the asset.
+
+    `subprocess`: `python -m <module>` on this machine, or `accelerate launch --num_processes N`
+    when `processes` > 1 (DDP across local GPUs). `k8s`: a pod from `image` with `pod_spec` (YAML
+    merged as the pod's spec: GPU requests, the volume holding HARE_HOME/HARE_ARTIFACTS) through
+    `PipesK8sClient` (extra `k8s`)."""
+
+    launcher: str = "subprocess"
+    processes: int = 1
+    image: str | None = None
+    namespace: str = "default"
+    pod_spec: str | None = None
+
+    def command(self, module: str, config: dict, python: str | None = None) -> list[str]:
+        return launch_command(module, config, self.processes, python or sys.executable)
+
+    def run(self, context: dg.AssetExecutionContext, module: str, config: dict,
+            env: dict[str, str] | None = None) -> dg.PipesClientCompletedInvocation:
+        env = {k: v for k, v in (env or {}).items() if v is not None}
+        if self.launcher == "subprocess":
+            return dg.PipesSubprocessClient().run(
+                command=self.command(module, config), context=context, cwd=str(PROJECT_ROOT), env=env)
+        if self.launcher == "k8s":
+            try:
+                from dagster_k8s import PipesK8sClient
+            except ImportError as exc:
+                raise dg.Failure('launcher "k8s" needs dagster-k8s: pip install -e ".[k8s]"') from exc
+            return PipesK8sClient().run(
+                context=context, image=self.image, command=self.command(module, config, python="python"),
+                namespace=self.namespace, env=env, base_pod_spec=load_pod_spec(self.pod_spec),
+            )
+        raise dg.Failure(f"unknown launcher {self.launcher!r}: subprocess or k8s")
+
+
+def launch_command(module: str, config: dict, processes: int, python: str) -> list[str]:
+    """The job's command line; the config travels inline so that a pod needs no shared config file."""
+    args = ["-m", module, "--config-json", json.dumps(config, sort_keys=True)]
+    if processes > 1:
+        return [python, "-m", "accelerate.commands.launch", "--num_processes", str(processes), *args]
+    return [python, *args]
+
+
+def load_pod_spec(path: str | None) -> dict | None:
+    if not path:
+        return None
+    file = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+    spec = yaml.safe_load(file.read_text(encoding="utf-8"))
+    return spec.get("spec", spec) if isinstance(spec, dict) else None

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -392,3 +393,51 @@ def _load_hf(spec: BenchmarkSpec, origin: Origin) -> list[BenchmarkItem]:
             ) from exc
         items += items_from_records(spec, origin, split, origin.config or origin.id or spec.name, data)
     return items
+
+
+# --- items as a table (benchmark_sets) -------------------------------------------------------------
+
+ITEM_SCHEMA = {
+    "benchmark": pl.String, "split": pl.String, "item_id": pl.String, "question": pl.String, "context": pl.String,
+    "choices": pl.List(pl.String), "answer_index": pl.Int64, "answer_text": pl.String, "views": pl.List(pl.String),
+}
+
+
+def items_frame(items: Sequence[BenchmarkItem]) -> pl.DataFrame:
+    """Items as a polars frame (`benchmark_sets`): the answer is an index into `choices` or a reference text."""
+    return pl.DataFrame(
+        [
+            {
+                "benchmark": it.benchmark, "split": it.split, "item_id": it.item_id, "question": it.question,
+                "context": it.context, "choices": list(it.choices),
+                "answer_index": it.answer if isinstance(it.answer, int) else None,
+                "answer_text": it.answer if isinstance(it.answer, str) else None,
+                "views": list(it.views),
+            }
+            for it in items
+        ],
+        schema=ITEM_SCHEMA,
+    )
+
+
+def items_from_frame(frame: pl.DataFrame) -> list[BenchmarkItem]:
+    return [
+        BenchmarkItem(
+            r["benchmark"], r["split"], r["item_id"], r["question"], tuple(r["choices"]),
+            r["answer_index"] if r["answer_index"] is not None else r["answer_text"], r["context"], tuple(r["views"]),
+        )
+        for r in frame.iter_rows(named=True)
+    ]
+
+
+def gold_text(item: BenchmarkItem) -> str:
+    """The item as one text with its answer: what a model that memorised the benchmark would have
+    seen (the BenBench leakage check scores it against a paraphrase)."""
+    if isinstance(item.answer, str):
+        return f"{item.question} {item.answer}".strip()
+    gold = item.choices[item.answer] if isinstance(item.answer, int) and 0 <= item.answer < len(item.choices) else ""
+    if item.context:
+        return f"{item.context} {gold}".strip()
+    if "_" in item.question and gold:
+        return _fill(item.question, gold)
+    return f"{item.question} {gold}".strip()

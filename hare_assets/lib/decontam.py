@@ -24,6 +24,11 @@ Rates of one document of L words at n-gram size n ("matched": found word for wor
 - `strict`: 1.0 if any n-gram matched (the usual "any 13-gram overlap" rule), else 0.0.
 
 Documents shorter than n words have no n-grams and rate 0 under every definition.
+
+Item share (the other direction): the share of one item's view that the document's matched
+stretches cover (best view), e.g. 1.0 when a question and its answer are quoted whole inside a
+long web page. HARE's rates are sample-centric and, by construction, never fire on such a page;
+`DecontamRule.min_item_share` also removes a document that contains that much of any item.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class DecontamRule:
     rate: Rate = "coverage"
     threshold: float = 0.5
     bridge: int | None = None
+    min_item_share: float | None = None  # also fire when a document holds this share of one item (None: off)
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -88,8 +94,10 @@ class DecontamRule:
     def gap(self) -> int:
         return self.n if self.bridge is None else self.bridge
 
-    def fires(self, rate: float) -> bool:
-        return rate > 0 if self.rate == "strict" else rate >= self.threshold and rate > 0
+    def fires(self, rate: float, hits: Sequence[Hit] = ()) -> bool:
+        if rate > 0 and (self.rate == "strict" or rate >= self.threshold):
+            return True
+        return self.min_item_share is not None and any(h.item_share >= self.min_item_share for h in hits)
 
 
 D1_RULE = DecontamRule(n=13)  # documents and long synthetic text (D1, D2)
@@ -102,6 +110,7 @@ class Hit:
     split: str
     item_id: str
     matched_ngrams: int  # the document's n-gram positions found, word for word, in this item
+    item_share: float = 0.0  # share of the item's best view that the document covers
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,7 @@ class ScanResult:
 def is_contaminated(result: ScanResult, rule: DecontamRule = D1_RULE) -> bool:
     if result.n != rule.n:
         raise ValueError(f"scanned with n={result.n}, rule wants n={rule.n}")
-    return rule.fires(result.rate(rule.rate, rule.gap))
+    return rule.fires(result.rate(rule.rate, rule.gap), result.hits)
 
 
 def _rate(kind: Rate, matched: Sequence[int], covered: Sequence[tuple[int, int]], words: int, n: int, bridge: int) -> float:
@@ -162,13 +171,14 @@ def _merge(ranges: Iterable[tuple[int, int]], bridge: int) -> list[tuple[int, in
 _SKIPS = sorted(((di, dj) for di in range(5) for dj in range(5) if di or dj), key=lambda d: (max(d), -min(d), d))
 
 
-def _extend(doc: Sequence[str], p: int, n: int, view: Sequence[str], q: int, look: int = 2) -> tuple[int, int]:
+def _extend(doc: Sequence[str], p: int, n: int, view: Sequence[str], q: int, look: int = 2) -> tuple[int, int, int, int]:
     """Grow an exact match (doc[p:p+n] == view[q:q+n]) along the item's view, word by word, in both
     directions: a small banded alignment. At a differing word the walk skips up to 4 words on
     either side (substituted, inserted or dropped words; a `<<calc>>` note turned into one word)
     when the next `look` words (one more for skips longer than one word) agree again, or passes
     one changed word at the view's edge; otherwise the stretch ends. This is what lets `coverage`
-    count an item with a few words changed, which n-grams alone cannot: each edit kills n of them."""
+    count an item with a few words changed, which n-grams alone cannot: each edit kills n of them.
+    Returns the stretch as [start, end) in the document and in the view."""
 
     def agree(i: int, j: int, step: int, need: int, lenient: bool) -> bool:
         for k in range(need):
@@ -179,7 +189,7 @@ def _extend(doc: Sequence[str], p: int, n: int, view: Sequence[str], q: int, loo
                 return False
         return True
 
-    def walk(i: int, j: int, step: int) -> int:
+    def walk(i: int, j: int, step: int) -> tuple[int, int]:
         while 0 <= i < len(doc) and 0 <= j < len(view):
             if doc[i] != view[j]:
                 for di, dj in _SKIPS:
@@ -190,9 +200,10 @@ def _extend(doc: Sequence[str], p: int, n: int, view: Sequence[str], q: int, loo
                     break
                 i, j = i + step * (di - 1), j + step * (dj - 1)  # land just before the agreeing words
             i, j = i + step, j + step
-        return i
+        return i, j
 
-    return walk(p - 1, q - 1, -1) + 1, walk(p + n, q + n, 1)
+    (a, va), (b, vb) = walk(p - 1, q - 1, -1), walk(p + n, q + n, 1)
+    return a + 1, b, max(va + 1, 0), min(vb, len(view))
 
 
 # --- words -------------------------------------------------------------------------------------
@@ -493,6 +504,7 @@ class _DocMatches:
     covered: tuple[tuple[int, int], ...]
     per_item: dict[int, int]  # item -> matched positions
     grams: dict[int, tuple[str, ...]]  # position -> its words (verified)
+    item_share: dict[int, float]  # item -> share of its best view covered
 
 
 def _match_chunk(index: NgramIndex, words: _Words) -> dict[int, _DocMatches]:
@@ -528,6 +540,7 @@ def _verify(index: NgramIndex, doc: list[str], found: list[tuple[int, int]]) -> 
     matched, grams, covered = [], {}, []
     per_item: Counter[int] = Counter()
     reach: dict[int, int] = {}  # item -> end of its last extension (later positions inside it need none)
+    in_view: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (item, view) -> covered [start, end) of the view
     for p, key_pos in found:
         gram = tuple(doc[p : p + n])
         hit = False
@@ -541,7 +554,9 @@ def _verify(index: NgramIndex, doc: list[str], found: list[tuple[int, int]]) -> 
             if p + n <= reach.get(item, -1):
                 continue
             spans = [_extend(doc, p, n, views[v], q) for v, q in places]  # every one contains [p, p + n)
-            span = (min(a for a, _ in spans), max(b for _, b in spans))
+            span = (min(s[0] for s in spans), max(s[1] for s in spans))
+            for (v, _), (_, _, va, vb) in zip(places, spans):
+                in_view.setdefault((item, v), []).append((va, vb))
             covered.append(span)
             reach[item] = max(reach.get(item, -1), span[1])
         if hit:
@@ -549,12 +564,16 @@ def _verify(index: NgramIndex, doc: list[str], found: list[tuple[int, int]]) -> 
             grams[p] = gram
     if not matched:
         return None
-    return _DocMatches(len(doc), tuple(matched), tuple(_merge(covered, 0)), dict(per_item), grams)
+    share: dict[int, float] = {}
+    for (item, v), ranges in in_view.items():
+        size = len(index.item_grams(item)[0][v])
+        share[item] = max(share.get(item, 0.0), sum(b - a for a, b in _merge(ranges, 0)) / max(size, 1))
+    return _DocMatches(len(doc), tuple(matched), tuple(_merge(covered, 0)), dict(per_item), grams, share)
 
 
-def _hits(index: NgramIndex, per_item: dict[int, int]) -> tuple[Hit, ...]:
-    ranked = sorted(per_item.items(), key=lambda kv: (-kv[1], index.catalog[kv[0]]))
-    return tuple(Hit(*index.catalog[i], matched_ngrams=c) for i, c in ranked)
+def _hits(index: NgramIndex, doc: _DocMatches) -> tuple[Hit, ...]:
+    ranked = sorted(doc.per_item.items(), key=lambda kv: (-kv[1], index.catalog[kv[0]]))
+    return tuple(Hit(*index.catalog[i], matched_ngrams=c, item_share=round(doc.item_share.get(i, 0.0), 4)) for i, c in ranked)
 
 
 def scan(text: str, index: NgramIndex) -> ScanResult:
@@ -568,7 +587,7 @@ def scan(text: str, index: NgramIndex) -> ScanResult:
     grams = tuple(dict.fromkeys(" ".join(doc.grams[p]) for p in doc.matched))
     starts, ends = _original_offsets(text, norm, words)
     spans = tuple((int(starts[a]), int(ends[b - 1])) for a, b in doc.covered)
-    return ScanResult(index.n, total, doc.matched, doc.covered, grams, spans, _hits(index, doc.per_item))
+    return ScanResult(index.n, total, doc.matched, doc.covered, grams, spans, _hits(index, doc))
 
 
 def _original_offsets(text: str, norm: str, words: _Words) -> tuple[np.ndarray, np.ndarray]:
@@ -609,7 +628,7 @@ class BatchScan:
     def contaminated(self) -> np.ndarray:
         out = np.zeros(len(self.rates), dtype=bool)
         for i in self.hits:
-            out[i] = self.rule.fires(float(self.rates[i]))
+            out[i] = self.rule.fires(float(self.rates[i]), self.hits[i])
         return out
 
     def rate(self, i: int, kind: Rate) -> float:
@@ -631,7 +650,7 @@ def scan_batch(texts: Sequence[str], index: NgramIndex, rule: DecontamRule | Non
         for t, doc in _match_chunk(index, words).items():
             i = lo + t
             rates[i] = _rate(rule.rate, doc.matched, doc.covered, doc.words, rule.n, rule.gap)
-            hits[i] = _hits(index, doc.per_item)
+            hits[i] = _hits(index, doc)
             details[i] = doc
     return BatchScan(rule, rates, hits, details)
 

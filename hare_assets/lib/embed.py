@@ -90,7 +90,6 @@ class Embedder:
         max_chunks: int = 4,
         quantize: bool = False,
     ) -> None:
-        import torch
         from sentence_transformers import SentenceTransformer
 
         if batch_size < 1 or max_seq_length < 1:

@@ -37,10 +37,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from hare_assets.lib.tokenizer import _processor, mistral_model_path
+from hare_assets.lib.tokenizer import encoder
 
 FORMAT = "hare-packed-v1"
-BOS_ID, EOS_ID = 1, 2
 HEADER = "header.json"
 PROVENANCE_SCHEMA = {
     "block": pl.Int64,  # global block index
@@ -84,10 +83,6 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.write_text(json.dumps(payload, indent=1))
     _fsync_replace(tmp, path)
-
-
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _batches(documents: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -182,22 +177,22 @@ def pack_documents(
     shard_tokens: int = 1 << 28,
     batch_size: int = 1024,
     num_threads: int = -1,
-    model_file: str | None = None,
+    tokenizer: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> PackStats:
     """Tokenize `(doc_id, text)` pairs (e.g. `zip(frame["doc_id"], frame["text"])`) into `out_dir`.
 
     Streams: memory holds one batch of documents plus one shard's provenance, whatever the
     corpus size. `shard_tokens` (default 2^28 tokens = 512 MiB) is rounded down to whole
-    blocks. `num_threads` is SentencePiece's batch-encode threads (-1: all cores).
+    blocks. `num_threads` is SentencePiece's batch-encode threads (-1: all cores). `tokenizer`:
+    see `tokenizer.encoder` (default Mistral's SentencePiece model).
     `metadata` (e.g. the mixture manifest's fingerprint) is stored in the header.
     """
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model_file = model_file or str(mistral_model_path())
-    sp = _processor(model_file)
-    vocab = sp.vocab_size()
+    enc = encoder(tokenizer)
+    vocab = enc.vocab_size
     dtype = np.dtype(np.uint16 if vocab <= 1 << 16 else np.uint32)
     run = uuid.uuid4().hex[:8]
     writer = _ShardWriter(out, run, seq_len, max(1, shard_tokens // seq_len), dtype)
@@ -209,7 +204,7 @@ def pack_documents(
     documents_n = empty = 0
     for batch in _batches(documents, batch_size):
         ids, texts = zip(*batch)
-        encoded = sp.encode(list(texts), num_threads=num_threads)
+        encoded = enc.encode(list(texts), num_threads=num_threads)
         keep = [i for i, e in enumerate(encoded) if e]
         empty += len(batch) - len(keep)
         doc_index_batch = np.arange(doc_index, doc_index + len(batch))[keep]
@@ -219,7 +214,7 @@ def pack_documents(
         documents_n += len(keep)
         lens = np.fromiter((len(encoded[i]) + 2 for i in keep), dtype=np.int64, count=len(keep))
         flat = np.fromiter(
-            chain.from_iterable(chain((BOS_ID,), encoded[i], (EOS_ID,)) for i in keep),
+            chain.from_iterable(chain((enc.bos_id,), encoded[i], (enc.eos_id,)) for i in keep),
             dtype=np.int64,
             count=int(lens.sum()),
         )
@@ -268,10 +263,10 @@ def pack_documents(
             "seq_len": seq_len,
             "dtype": dtype.name,
             "vocab_size": vocab,
-            "bos_id": BOS_ID,
-            "eos_id": EOS_ID,
+            "bos_id": enc.bos_id,
+            "eos_id": enc.eos_id,
             "layout": "<s> document </s>, concatenated, cut into seq_len blocks; last partial block dropped",
-            "tokenizer": {"file": Path(model_file).name, "sha256": _sha256(model_file)},
+            "tokenizer": {"spec": enc.spec, "fingerprint": enc.fingerprint},
             "shards": shards,
             "dropped_doc_ids": dropped,
             "metadata": metadata or {},

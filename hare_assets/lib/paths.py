@@ -22,3 +22,15 @@ def hare_home() -> str:
 def cache_dir() -> Path:
     """Local caches (generation replies, embeddings by doc_id): `HARE_CACHE`, default `.hare/cache`."""
     return Path(os.environ.get("HARE_CACHE") or PROJECT_ROOT / ".hare" / "cache")
+
+
+def artifacts_dir(home: str | None = None) -> Path:
+    """Local files that are not tables: packed token shards and checkpoints. `HARE_ARTIFACTS`, else
+    `<HARE_HOME>/_artifacts` when the home is a local path, else `.hare/artifacts` in the checkout
+    (training reads memory-mapped shards and writes checkpoints on a local or mounted disk)."""
+    if os.environ.get("HARE_ARTIFACTS"):
+        return Path(os.environ["HARE_ARTIFACTS"])
+    home = home or hare_home()
+    if "://" in home and not home.startswith("file://"):
+        return PROJECT_ROOT / ".hare" / "artifacts"
+    return Path(home.removeprefix("file://")) / "_artifacts"

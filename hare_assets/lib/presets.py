@@ -48,6 +48,7 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset("hare-1.1b", 22, 2048, 32, 8, 5632, 2048),
         Preset("tiny", 4, 256, 4, 2, 688, 256),
+        Preset("mini", 4, 128, 4, 2, 344, 128),  # the demo: two stages in a few minutes on 2 CPU cores
         Preset("micro", 2, 64, 4, 2, 172, 64),
     )
 }

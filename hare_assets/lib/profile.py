@@ -280,6 +280,158 @@ class TasksConfig(_Strict):
         return self
 
 
+class RuleConfig(_Strict):
+    """When a sample counts as contaminated (`lib/decontam.py` defines the rates): its rate at
+    word n-gram size `n` reaches `threshold` (HARE's rule), or it holds at least `min_item_share`
+    of one benchmark item (a test question and its answer quoted inside a longer page, which a
+    sample-centric rate never catches; null turns this off). `coverage` (share of the sample's
+    words explained by matched items) is the default rate because HARE's literal "share of
+    n-grams" cannot fire at 50% for an item that makes up half a sample (DESIGN §4); `strict`
+    removes on any verified n-gram hit."""
+
+    n: int = Field(13, ge=2)
+    rate: Literal["coverage", "positions", "strict"] = "coverage"
+    threshold: float = Field(0.5, gt=0, le=1)
+    bridge: int | None = Field(None, ge=0, description="coverage: longest unexplained gap joined into one stretch (default n)")
+    min_item_share: float | None = Field(0.8, gt=0, le=1)
+
+
+class LeakageConfig(_Strict):
+    """BenBench-style leakage check (HARE App. B): items paraphrased by the generator, then n-gram
+    accuracy and perplexity of a checkpoint on originals vs paraphrases."""
+
+    items_per_benchmark: int = Field(200, ge=1)
+    n: int = Field(5, ge=1)
+    starts: int = Field(5, ge=1)
+    prompt_version: str = "v1"
+    stage: Literal["stage1", "stage2"] = "stage2"
+    batch_size: int = 8
+
+
+LEADERBOARD = ["arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k"]
+
+
+class IntegrityConfig(_Strict):
+    """Benchmarks every dataset is decontaminated against (registry names, resources/benchmarks.yaml),
+    where their files are, and the removal rule per dataset (HARE: n = 10-15 for D2, 4-8 for D3)."""
+
+    benchmarks: list[str] = Field(default_factory=lambda: list(LEADERBOARD), min_length=1)
+    benchmarks_dir: str | None = Field(
+        None, description="a folder laid out like ../shared/data/benchmarks; HARE_BENCHMARKS_DIR overrides; unset: the HF hub"
+    )
+    strict: bool = Field(False, description="any verified n-gram hit removes a sample, in every dataset")
+    d1: RuleConfig = Field(default_factory=RuleConfig)
+    d2: RuleConfig = Field(default_factory=RuleConfig)
+    d3: RuleConfig = Field(default_factory=lambda: RuleConfig(n=8))
+    leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique_benchmarks(cls, value: list[str]) -> list[str]:
+        if len(value) != len(set(value)):
+            raise ValueError(f"benchmark names must be unique (they are partition keys): {value}")
+        return value
+
+
+DATASETS = ("d1", "d2", "d3")
+
+
+class StageMixture(_Strict):
+    """One training stage's data: a token budget split between D1/D2/D3 by weight."""
+
+    tokens: int = Field(gt=0)
+    datasets: dict[Literal["d1", "d2", "d3"], float] = Field(min_length=1)
+
+    @field_validator("datasets")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in value.values()) or not any(w > 0 for w in value.values()):
+            raise ValueError("dataset weights must be >= 0 with at least one > 0")
+        return value
+
+
+class MixtureConfig(_Strict):
+    """HARE's two stages: stage1 = D1 only; stage2 = D1 + D2 + D3 (published shares 46.5 / 13.63 /
+    39.87). Within D1 the sources' `weight`s split D1's share; D2 topics and D3 tasks share theirs
+    in proportion to what they hold. A dataset smaller than its share is repeated (whole passes in
+    a seeded order, then a seeded sample); `max_repeats` bounds that."""
+
+    seed: int = 0
+    max_repeats: float = Field(16.0, ge=1)
+    stage1: StageMixture = Field(default_factory=lambda: StageMixture(tokens=2_000_000, datasets={"d1": 1.0}))
+    stage2: StageMixture = Field(
+        default_factory=lambda: StageMixture(tokens=2_000_000, datasets={"d1": 46.5, "d2": 13.63, "d3": 39.87})
+    )
+
+    def stage(self, name: str) -> StageMixture:
+        return getattr(self, name)
+
+
+class ModelConfig(_Strict):
+    """The Mistral-architecture model: a preset (`lib/presets.py`: hare-1.1b, tiny, micro) plus
+    overrides of any preset or MistralConfig field; `tokenizer` null is Mistral's 32,000-piece
+    SentencePiece model shipped in mistral-common, else an HF tokenizer path or hub id."""
+
+    preset: str = "tiny"
+    overrides: dict[str, object] = Field(default_factory=dict)
+    seq_len: int | None = Field(None, description="packed block length; null: the preset's")
+    tokenizer: str | None = None
+
+
+class StageTraining(_Strict):
+    max_steps: int = Field(200, ge=1)
+    micro_batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    save_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+
+
+class K8sLaunch(_Strict):
+    """Where `launcher: k8s` runs jobs: a pod spec (YAML, merged by PipesK8sClient) and an image."""
+
+    image: str = "hare-assets:latest"
+    namespace: str = "default"
+    pod_spec: str = "resources/k8s/gpu-job.yaml"
+    base_pod_meta: dict[str, object] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Strict):
+    """How checkpoints are trained: launched through Dagster Pipes as a local subprocess
+    (`accelerate launch` when `processes` > 1) or a Kubernetes pod (`launcher: k8s`)."""
+
+    launcher: Literal["subprocess", "k8s"] = "subprocess"
+    processes: int = Field(1, ge=1)
+    device: str = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = False
+    num_threads: int | None = None
+    k8s: K8sLaunch = Field(default_factory=K8sLaunch)
+    stage1: StageTraining = Field(default_factory=StageTraining)
+    stage2: StageTraining = Field(default_factory=StageTraining)
+
+    def stage(self, name: str) -> StageTraining:
+        return getattr(self, name)
+
+
+class EvaluationConfig(_Strict):
+    """lm-eval over each checkpoint: `hf` on CPU or GPU, `vllm` on a GPU (extra `gpu`). `limit`
+    caps items per task (smoke runs); null evaluates everything."""
+
+    backend: Literal["hf", "vllm"] = "hf"
+    device: str = "auto"
+    batch_size: int | str = 8
+    limit: int | None = None
+    num_threads: int | None = None
+    max_gen_toks: int | None = Field(None, description="generation cap for generative tasks (GSM8K); null: lm-eval's 256")
+    stages: list[Literal["stage1", "stage2"]] = Field(default_factory=lambda: ["stage1", "stage2"], min_length=1)
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
@@ -292,6 +444,11 @@ class Profile(_Strict):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+    mixture: MixtureConfig = Field(default_factory=MixtureConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Profile:
@@ -348,15 +505,16 @@ def load_profile(name_or_path: str | os.PathLike[str] | None = None) -> Profile:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: a profile is a mapping with at least 'name' and 'sources'")
-    located = [(f"sources.{i}", src) for i, src in enumerate(raw.get("sources") or [])]
+    located = [(f"sources.{i}", src, "path") for i, src in enumerate(raw.get("sources") or [])]
     tasks = raw.get("tasks") if isinstance(raw.get("tasks"), dict) else {}
-    located += [(f"tasks.open.{i}.source", t.get("source")) for i, t in enumerate(tasks.get("open") or []) if isinstance(t, dict)]
-    for where, src in located:
-        if isinstance(src, dict) and isinstance(src.get("path"), str):
-            expanded = _expand(src["path"], f"{path}: {where}.path")
+    located += [(f"tasks.open.{i}.source", t.get("source"), "path") for i, t in enumerate(tasks.get("open") or []) if isinstance(t, dict)]
+    located.append(("integrity", raw.get("integrity"), "benchmarks_dir"))
+    for where, section, key in located:
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            expanded = _expand(section[key], f"{path}: {where}.{key}")
             if "://" not in expanded and not Path(expanded).is_absolute():
                 expanded = str((path.parent / expanded).resolve())
-            src["path"] = expanded
+            section[key] = expanded
     try:
         return Profile(**raw)
     except ValidationError as exc:

@@ -99,13 +99,13 @@ def scan_paths(
         for h in batch.hits[i]:
             per_benchmark[h.benchmark]["items"].add(h.item_id)
             hits.append({**where[i], "benchmark": h.benchmark, "split": h.split, "item_id": h.item_id,
-                         "matched_ngrams": h.matched_ngrams, "rate": doc["rate"], "flagged": doc["flagged"], "matched": matched})
+                         "matched_ngrams": h.matched_ngrams, "item_share": h.item_share, "rate": doc["rate"], "flagged": doc["flagged"], "matched": matched})
     return {
         "files": len(files),
         "documents_scanned": len(texts),
         "documents_with_hits": len(batch.hits),
         "documents_flagged": int(flagged.sum()),
-        "rule": {"n": rule.n, "rate": rule.rate, "threshold": rule.threshold, "bridge": rule.gap},
+        "rule": {"n": rule.n, "rate": rule.rate, "threshold": rule.threshold, "bridge": rule.gap, "min_item_share": rule.min_item_share},
         "index": {**index.stats(), "benchmarks": info},
         "per_benchmark": {
             b: {"documents": e["documents"], "flagged": e["flagged"], "items": len(e["items"])} for b, e in sorted(per_benchmark.items())
@@ -124,7 +124,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"scanned {report['documents_scanned']} documents in {report['files']} files: "
         f"{report['documents_flagged']} flagged, {report['documents_with_hits']} with any benchmark n-gram",
         f"rule: {rule['rate']} >= {rule['threshold']} at n={rule['n']}"
-        + (f" (bridge {rule['bridge']})" if rule["rate"] == "coverage" else ""),
+        + (f" (bridge {rule['bridge']})" if rule["rate"] == "coverage" else "")
+        + (f", or >= {rule['min_item_share']:.0%} of one item" if rule.get("min_item_share") else ""),
     ]
     for name, info in (report["index"].get("benchmarks") or {}).items():
         missing = f"; not indexed (absent locally): {', '.join(info['missing_splits'])}" if info["missing_splits"] else ""

@@ -1,4 +1,5 @@
-"""Subprocess entry point for training: `python -m hare_assets.lib.train_job --config config.json`.
+"""Subprocess entry point for training: `python -m hare_assets.lib.train_job --config config.json`
+(or `--config-json '{...}'`).
 
 Dagster launches it through Pipes (`PipesSubprocessClient`, or a K8s/cloud client on a GPU
 node); progress is streamed as Pipes logs and the result is reported as the asset's
@@ -11,15 +12,13 @@ Outputs next to the checkpoint directory: `loss_curve.png` and `result.json`.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hare_assets.lib.job_runtime import is_main_rank, job_logger, pipes_session, read_config
 from hare_assets.lib.training import TrainConfig, TrainResult, train
 
 MAX_CURVE_POINTS = 500
@@ -82,32 +81,11 @@ def result_metadata(result: TrainResult, plot: Path) -> dict[str, Any]:
     }
 
 
-def _is_main_rank() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-@contextlib.contextmanager
-def _pipes() -> Iterator[Any]:
-    """The Pipes context when Dagster launched us (and we are rank 0), else None."""
-    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
-
-    if _is_main_rank() and PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        with open_dagster_pipes() as context:
-            yield context
-    else:
-        yield None
-
-
 def run(config: TrainConfig) -> dict[str, Any]:
-    with _pipes() as pipes:
-
-        def log(message: str) -> None:
-            print(message, flush=True)
-            if pipes is not None:
-                pipes.log.info(message)
-
+    with pipes_session() as pipes:
+        log = job_logger(pipes)
         result = train(config, log=log)
-        if not _is_main_rank():
+        if not is_main_rank():
             return {}
         out = Path(config.out_dir)
         plot = plot_loss(result.loss_curve, out / "loss_curve.png", result.resumed_from, f"{config.preset} · {out.name}")
@@ -130,14 +108,7 @@ def run(config: TrainConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="JSON file with `training.TrainConfig` fields")
-    parser.add_argument("--max-steps", type=int, help="override max_steps")
-    args = parser.parse_args(argv)
-    raw = json.loads(Path(args.config).read_text())
-    if args.max_steps is not None:
-        raw["max_steps"] = args.max_steps
-    run(TrainConfig.from_dict(raw))
+    run(TrainConfig.from_dict(read_config(argv, __doc__.splitlines()[0], "`training.TrainConfig`", ("--max-steps", "max_steps", int))))
     return 0
 
 

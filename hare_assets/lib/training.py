@@ -14,6 +14,7 @@ Files under `out_dir`:
 
     state.pt        resumable state (model, optimizer, scheduler, step, data position,
                     RNG states, loss history), replaced atomically every `save_every` steps
+    state.json      the config and data fingerprints state.pt belongs to (`stale_state`)
     checkpoint/     HF-format model (safetensors + config + tokenizer), written at the end;
                     `AutoModelForCausalLM.from_pretrained` and vLLM load it
 
@@ -40,14 +41,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hare_assets.lib.packing import PackedDataset
 from hare_assets.lib.presets import make_config
-from hare_assets.lib.tokenizer import hf_tokenizer_dir
+from hare_assets.lib.tokenizer import encoder
 
 STATE_FILE = "state.pt"
+STATE_INFO = "state.json"  # what state.pt belongs to, readable without loading it
 CHECKPOINT_DIR = "checkpoint"
 TRAINING_INFO = "hare_training.json"
 # Fields that change the loss trajectory; a saved state only resumes a run that agrees on them.
@@ -64,6 +65,8 @@ class TrainConfig:
     preset: str = "tiny"
     model: dict[str, Any] = field(default_factory=dict)  # overrides for `presets.make_config`
     init_from: str | None = None  # an HF checkpoint directory (stage 2 starts from stage 1)
+    tokenizer: str | None = None  # saved with the checkpoint (`tokenizer.encoder`; None: Mistral's)
+    run_id: str | None = None  # the caller's name for the checkpoint (lineage), recorded in hare_training.json
     seed: int = 0
     max_steps: int = 1000
     schedule_steps: int | None = None  # cosine horizon; None: max_steps (set it to stop early and extend later)
@@ -249,6 +252,19 @@ class CausalLMLoss(nn.Module):
 # --- model, checkpoints, state -------------------------------------------------------------------------
 
 
+def stale_state(config: TrainConfig) -> str | None:
+    """Why `out_dir`'s saved state cannot resume `config` (another config or other data), else None."""
+    info_path = Path(config.out_dir) / STATE_INFO
+    if not (Path(config.out_dir) / STATE_FILE).exists() or not info_path.exists():
+        return None
+    info = json.loads(info_path.read_text())
+    if info.get("fingerprint") != config.fingerprint():
+        return "the training config changed"
+    if info.get("data") != PackedDataset(config.data).fingerprint():
+        return "the packed data changed"
+    return None
+
+
 def build_model(config: TrainConfig) -> nn.Module:
     """Stage 1: a fresh model from the preset, seeded. Stage 2 (`init_from`): stage 1's weights."""
     from transformers import AutoModelForCausalLM, MistralForCausalLM
@@ -281,30 +297,24 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(lm: nn.Module, target: str | Path, info: dict[str, Any] | None = None, state_dict: dict | None = None) -> Path:
-    """HF-format checkpoint (safetensors, config, generation config, Mistral tokenizer), atomically.
+def save_checkpoint(lm: nn.Module, target: str | Path, info: dict[str, Any] | None = None, state_dict: dict | None = None,
+                    tokenizer: str | None = None) -> Path:
+    """HF-format checkpoint (safetensors, config, generation config, tokenizer), atomically.
 
-    The tokenizer gets `add_bos_token: true` so that evaluation tokenizes like packing did
-    (`<s>` before every document); `hare_training.json` records how the weights were made.
+    Mistral's SentencePiece tokenizer gets `add_bos_token: true` so that evaluation tokenizes like
+    packing did (`<s>` before every document); an HF tokenizer is saved as it is.
+    `hare_training.json` records how the weights were made.
     """
     target = Path(target)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         lm.save_pretrained(tmp, state_dict=state_dict)
-        hf_tokenizer_dir(tmp)
-        (tmp / "tokenizer_config.json").write_text(
-            json.dumps(
-                {
-                    "add_bos_token": True,
-                    "add_eos_token": False,
-                    "bos_token": "<s>",
-                    "eos_token": "</s>",
-                    "unk_token": "<unk>",
-                    "model_max_length": lm.config.max_position_embeddings,
-                },
-                indent=1,
-            )
-        )
+        enc = encoder(tokenizer)
+        enc.save(tmp)
+        if enc.sentencepiece:
+            config = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+                      "unk_token": "<unk>", "model_max_length": lm.config.max_position_embeddings}
+            (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
         (tmp / TRAINING_INFO).write_text(json.dumps(info or {}, indent=1, default=str))
         _replace_dir(tmp, target)
     finally:
@@ -505,6 +515,8 @@ def _train(config, log, on_metrics, started) -> TrainResult:
                 },
                 state_path,
             )
+            info = {"fingerprint": config.fingerprint(), "data": data.fingerprint(), "step": step}
+            (out / STATE_INFO).write_text(json.dumps(info))
             say(f"state saved at step {step} -> {state_path}")
         rt.barrier()
 
@@ -591,6 +603,7 @@ def _train(config, log, on_metrics, started) -> TrainResult:
     rt.barrier()
     if rt.is_main:
         info = {
+            "run_id": config.run_id,
             "config": config.to_dict(),
             "data": {"path": str(Path(config.data).resolve()), "fingerprint": data.fingerprint(), "seq_len": data.seq_len},
             "init_from": config.init_from,
@@ -598,7 +611,7 @@ def _train(config, log, on_metrics, started) -> TrainResult:
             "tokens": result.tokens,
             "final_loss": result.final_loss,
         }
-        save_checkpoint(lm, checkpoint, info)
+        save_checkpoint(lm, checkpoint, info, tokenizer=config.tokenizer)
         say(f"checkpoint saved -> {checkpoint}")
     rt.barrier()
     result.seconds = time.perf_counter() - started

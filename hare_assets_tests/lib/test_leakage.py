@@ -4,7 +4,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download: the tokenizer comes 
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import math  # noqa: E402
-import time  # noqa: E402
 
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from hare_assets.lib.packing import BOS_ID, EOS_ID, PackedDataset, pack_documents
+from hare_assets.lib.packing import PackedDataset, pack_documents
+from hare_assets.lib.presets import BOS_ID, EOS_ID
 from hare_assets.lib.tokenizer import _processor, mistral_model_path
 
 SENTENCES = [

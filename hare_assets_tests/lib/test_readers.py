@@ -1,7 +1,6 @@
 """Every bad-input kind is counted and quarantined with its reason; none crashes the shard."""
 
 import gzip
-import io
 import json
 from pathlib import Path
 

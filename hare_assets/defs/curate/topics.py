@@ -25,6 +25,8 @@ ASSIGNMENTS = "topic_clusters__assignments"
 CENTROIDS = "topic_clusters__centroids"
 TOPIC_DOCUMENTS = "topic_documents"
 SYNTHETIC = "synthetic_documents"
+# Every table partitioned by topic (the assets downstream of the `topics` partitions), deleted with a vanished topic.
+TOPIC_TABLES = (TOPIC_DOCUMENTS, SYNTHETIC, "decontaminated_synthetic")
 
 
 def _png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
@@ -134,8 +136,8 @@ def build_topic_assets(profile: Profile) -> list[dg.AssetsDefinition]:
         vanished = sorted(registered - current)
         for key in vanished:
             instance.delete_dynamic_partition(TOPICS.name, key)
-            for table in (TOPIC_DOCUMENTS, SYNTHETIC):
-                for suffix in ("", "__removed", "__quarantine"):
+            for table in TOPIC_TABLES:
+                for suffix in ("", "__removed", "__quarantine", "__hits"):
                     tables.delete(f"{table}{suffix}", key)
         context.log.info(f"topics: {len(current)} ({len(new)} new, {len(vanished)} vanished: {vanished})")
         composition = (joined.select("source").with_columns(topic=pl.Series(labels))

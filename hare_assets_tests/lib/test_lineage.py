@@ -1,0 +1,84 @@
+"""explain / diff over recorded checkpoints (tables written the way the checkpoint and score assets write them)."""
+
+import json
+
+import polars as pl
+import pytest
+
+from hare_assets.lib.lineage import (
+    CHECKPOINT_ACCOUNTING,
+    CHECKPOINT_MANIFESTS,
+    CHECKPOINT_SCHEMA,
+    CHECKPOINTS,
+    SCORES_HISTORY,
+    LineageError,
+    diff,
+    explain,
+    render_diff,
+    render_explain,
+    resolve,
+)
+from hare_assets.lib.storage import TableStore
+
+
+def _record(store: TableStore, ckpt: str, stage: str, created: str, parent: str | None, settings: dict,
+            manifest: list[tuple], score: float, removed: int) -> None:
+    store.write(CHECKPOINTS, pl.DataFrame(schema=CHECKPOINT_SCHEMA, data=[{
+        "checkpoint_id": ckpt, "stage": stage, "path": f"/ckpt/{ckpt}", "created_at": created, "init_from": parent,
+        "preset": "mini", "steps": 10, "tokens": 1000, "final_loss": 4.0, "tokens_per_s": 1.0, "params": 1,
+        "data_fingerprint": "x", "settings": json.dumps(settings)}]), ckpt)
+    store.write(CHECKPOINT_MANIFESTS, pl.DataFrame(manifest, schema=["dataset", "source", "shard", "topic", "tokens", "samples", "documents"],
+                                                   orient="row"), ckpt)
+    store.write(CHECKPOINT_ACCOUNTING, pl.DataFrame([("clean_documents", "web", "kept", 90), ("clean_documents", "web", "non_english", removed)],
+                                                    schema=["stage", "source", "reason", "rows"], orient="row"), ckpt)
+    store.write(SCORES_HISTORY, pl.DataFrame([{"benchmark": "arc", "stage": stage, "checkpoint_id": ckpt, "metric": "acc_norm",
+                                               "subset": "all", "value": score, "stderr": 0.01, "n": 100}]), f"{ckpt}__arc")
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = TableStore(str(tmp_path))
+    base = {"clean": {"language": {"min_score": 0.2}}, "sources": [{"name": "web", "weight": 1.0}]}
+    _record(store, "stage1-aaaa", "stage1", "2026-12-01T00:00:00+00:00", None, base,
+            [("d1", "web", "a.jsonl", "t1", 600, 6, 6), ("d1", "web", "b.jsonl", "t2", 400, 4, 4)], 0.30, 10)
+    _record(store, "stage2-bbbb", "stage2", "2026-12-02T00:00:00+00:00", "stage1-aaaa", base,
+            [("d1", "web", "a.jsonl", "t1", 500, 5, 5), ("d2", "synthetic", "topic=t1", "t1", 500, 3, 3)], 0.32, 10)
+    changed = {"clean": {"language": {"min_score": 0.5}}, "sources": [{"name": "web", "weight": 2.0}]}
+    _record(store, "stage2-cccc", "stage2", "2026-12-03T00:00:00+00:00", "stage1-aaaa", changed,
+            [("d1", "web", "a.jsonl", "t1", 300, 3, 3), ("d1", "web", "c.jsonl", "t3", 200, 2, 2),
+             ("d2", "synthetic", "topic=t1", "t1", 500, 3, 3)], 0.27, 25)
+    return store
+
+
+def test_references(store):
+    assert resolve(store, "stage2")["checkpoint_id"] == "stage2-cccc"
+    assert resolve(store, "stage2~1")["checkpoint_id"] == "stage2-bbbb"
+    assert resolve(store, "stage1-a")["checkpoint_id"] == "stage1-aaaa"
+    with pytest.raises(LineageError, match="only 2 stage2"):
+        resolve(store, "stage2~2")
+    with pytest.raises(LineageError, match="several"):
+        resolve(store, "stage")
+
+
+def test_diff_names_what_changed_in_the_data_and_the_settings(store):
+    d = diff(store, "stage2~1", "stage2")
+    assert d["scores"] == [{"benchmark": "arc", "metric": "acc_norm", "subset": "all", "a": 0.32, "b": 0.27, "delta": pytest.approx(-0.05)}]
+    assert d["shards_added"] == ["web/c.jsonl"] and d["shards_removed"] == []
+    assert {(r["source"], r["shard"], r["delta"]) for r in d["tokens_by_shard"]} == {("web", "a.jsonl", -200), ("web", "c.jsonl", 200)}
+    assert {(s["setting"], s["a"], s["b"]) for s in d["settings_changed"]} == {
+        ("clean.language.min_score", 0.2, 0.5), ("sources.web.weight", 1.0, 2.0)}
+    assert d["rows_changed"] == [{"stage": "clean_documents", "source": "web", "reason": "non_english", "a": 10, "b": 25, "delta": 15}]
+    text = render_diff(d)
+    assert "clean.language.min_score: 0.2 -> 0.5" in text and "shards added: web/c.jsonl" in text
+
+
+def test_explain_walks_to_the_parent_and_the_shards(store):
+    facts = explain(store, "arc")  # the newest evaluated checkpoint: stage2-cccc
+    assert [c["checkpoint_id"] for c in facts["checkpoints"]] == ["stage2-cccc", "stage1-aaaa"]
+    assert facts["mixture"]["tokens"] == 1000 and facts["contamination"]["documents"] == 0
+    text = render_explain(facts)
+    assert text.splitlines()[0] == "arc acc_norm = 0.2700 ± 0.0100 (n=100)"
+    assert "web/a.jsonl 300" in text and "clean_documents: kept 90; removed non_english 25" in text
+    assert explain(store, "arc", "stage2~1")["scores"][0]["value"] == 0.32
+    with pytest.raises(LineageError, match="no checkpoint has scores on 'mmlu'"):
+        explain(store, "mmlu")
