@@ -17,6 +17,10 @@
 5. Prints medians (index build, scan MB/s per core, peak memory), ratios ours / each peer, and the sets of
    documents with a hit compared between ours (strict = any verified 13-gram) and each peer, planted and
    real documents apart, with examples of the disagreements and their cause.
+6. "Same input normalisation" (skip with `--no-common`): every view and document goes once more through one
+   shared normaliser (`common_normalise`, a fixed point of all three sides' own normalisations, checked per
+   text), every side runs once more, unchanged and untimed, on those texts, and the hit sets are compared
+   again: what is left of a difference is matching (and datatrove's spaCy word splitting), not normalisation.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import string
 import sys
 import tempfile
 import time
+import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -66,6 +71,36 @@ PLANT_VARIANTS = ("view", "prompt", "case_punct")
 JANITOR_SHORT = 200  # the Janitor's minimum_slice_length: a document of fewer characters comes back empty
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 SPAN_CHARS = 300
+COMMON = "common_normalisation"  # the second comparison: every side gets the same normalised input
+
+
+# --- the shared input normalisation of the second comparison ---------------------------------------------------
+
+_NOT_ALNUM = re.compile(r"[\W_]+")  # \w is str.isalnum() plus "_": this is every character but letters and digits
+_DIGITS = re.compile(r"\d+")  # str patterns: Unicode decimal digits (category Nd), datatrove's \p{Nd}
+
+
+def _common_once(text: str) -> str:
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).lower()
+        text = unicodedata.normalize("NFKC", "".join(c for c in unicodedata.normalize("NFD", text)
+                                                     if unicodedata.category(c) != "Mn"))
+    return " ".join(_DIGITS.sub("0", _NOT_ALNUM.sub(" ", text.lower())).split())
+
+
+def common_normalise(text: str) -> str:
+    """The input of the "same input normalisation" comparison, for documents and benchmark views alike: NFKC,
+    lower-case, combining marks dropped (datatrove strips diacritics), every character that is not a letter or
+    digit a space (curly quotes, dashes, `_`, ...), every run of digits one "0" (datatrove folds numbers),
+    whitespace collapsed; repeated until nothing changes. What is left is (nearly always) a fixed point of the
+    three sides' own normalisations, so only their matching and word splitting can differ (checked per text)."""
+    for _ in range(8):
+        done = _common_once(text)
+        if done == text:
+            break
+        text = done
+    return text
+
 
 
 # --- the child: one side, in its own process ----------------------------------------------------------------
@@ -203,11 +238,14 @@ def side_datatrove(args: argparse.Namespace, t0: float) -> dict:
                         f.write(hashes_array.tobytes())
 
     timings = {"import_s": time.perf_counter() - t0}
+    watch = _watch_datatrove() if args.common_check else None
     config = NGramsDecontConfig(n_grams=args.n)
     maxrss_index = None
     if not args.reuse_index:
         records = _read_views(args.views)
         shutil.rmtree(args.index_dir, ignore_errors=True)
+        if watch:
+            watch["phase"] = "views"
         t = time.perf_counter()
         # each view is a "label" with no query: all its n-grams are indexed (like find_query_ngrams=True
         # with the question as query), and no n-gram spans two views
@@ -217,6 +255,8 @@ def side_datatrove(args: argparse.Namespace, t0: float) -> dict:
         timings["index_s"] = time.perf_counter() - t
         maxrss_index = _maxrss_mib()
         del records
+        if watch:
+            watch["phase"] = "warm-up"
     filt = NGramsDecontFilter(str(args.index_dir), config=config)
     filt.tokenizer.word_tokenize("load the word tokenizer before the clock")
     t = time.perf_counter()
@@ -225,6 +265,8 @@ def side_datatrove(args: argparse.Namespace, t0: float) -> dict:
     t = time.perf_counter()
     docs = list(JsonlReader(str(args.corpus)).run(None, 0, 1))
     timings["read_s"] = time.perf_counter() - t
+    if watch:
+        watch["phase"] = "docs"
     t = time.perf_counter()
     kept = sum(1 for _ in filt.run(iter(docs), 0, 1))
     timings["scan_s"] = time.perf_counter() - t
@@ -232,9 +274,46 @@ def side_datatrove(args: argparse.Namespace, t0: float) -> dict:
     hits = {d.id: {"ngram": d.metadata["contaminated_ngram"], "task": d.metadata["contaminated_task"]}
             for d in docs if "contaminated_ngram" in d.metadata}
     assert kept + len(hits) == len(docs), (kept, len(hits), len(docs))
-    return {"timings": timings, "hits": hits, "maxrss_index_mib": maxrss_index, "built_index": not args.reuse_index,
-            "index": {"ngrams": len(filt._index_hashes), "files": sorted(p.name for p in args.index_dir.glob("*.index.hashes"))},
-            "documents": len(docs)}
+    out = {"timings": timings, "hits": hits, "maxrss_index_mib": maxrss_index, "built_index": not args.reuse_index,
+           "index": {"ngrams": len(filt._index_hashes), "files": sorted(p.name for p in args.index_dir.glob("*.index.hashes"))},
+           "documents": len(docs)}
+    if watch:
+        out["common_check"] = {k: dict(watch[k]) for k in ("views", "docs")}
+        out["common_check"]["split_words"] = watch["split_words"].most_common(40)
+    return out
+
+
+def _watch_datatrove() -> dict:
+    """For the same-normalisation pass (`--common-check`): count the texts that datatrove's `simplify_text` or
+    its spaCy word tokenizer still change (the input is already normalised, so ideally none) and the words
+    spaCy splits. Wraps the two functions the indexer and the filter call; their results are unchanged."""
+    import datatrove.pipeline.decont.n_grams as n_grams_module
+    from datatrove.utils.typeshelper import Languages
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    watch = {"phase": "warm-up", "views": Counter(), "docs": Counter(), "warm-up": Counter(), "split_words": Counter()}
+    simplify, tokenizer = n_grams_module.simplify_text, load_word_tokenizer(Languages.english)  # lru-cached: the one both steps use
+    word_tokenize = tokenizer.word_tokenize
+
+    def watched_simplify(text, *args, **kwargs):
+        out = simplify(text, *args, **kwargs)
+        counts = watch[watch["phase"]]
+        counts["texts"] += 1
+        counts["simplify_text_changed"] += out != text
+        return out
+
+    def watched_tokenize(text):
+        tokens = word_tokenize(text)
+        words = text.split()
+        if tokens != words:
+            watch[watch["phase"]]["tokens_not_words"] += 1
+            if watch["phase"] != "warm-up":
+                watch["split_words"].update(set(words) - set(tokens))  # spaCy splits words only, the same way everywhere
+        return tokens
+
+    n_grams_module.simplify_text = watched_simplify
+    tokenizer.word_tokenize = watched_tokenize
+    return watch
 
 
 def explain_datatrove(args: argparse.Namespace) -> dict:
@@ -341,12 +420,15 @@ def plant(items: list, hosts: list[str], per_benchmark: int, seed: int) -> list[
 # --- running the sides --------------------------------------------------------------------------------------
 
 
-def run_side(side: str, paths: dict, work: Path, cpu: int | None, n: int, reuse_index: bool = False) -> dict:
+def run_side(side: str, paths: dict, work: Path, cpu: int | None, n: int, reuse_index: bool = False,
+             common_check: bool = False) -> dict:
     out = work / f"{side}.json"
     cmd = [str(PYTHONS[side]), str(Path(__file__).resolve()), "--side", side, "--views", str(paths["views"]),
            "--corpus", str(paths["corpus"]), "--index-dir", str(paths["index"]), "--n", str(n), "--out", str(out)]
     if reuse_index:
         cmd.append("--reuse-index")
+    if common_check:
+        cmd.append("--common-check")
     env = {**clean_env(), **ONE_THREAD, **OFFLINE}
     done = run_sampled(cmd, env, work / f"{side}.log", cpu)
     if done.returncode != 0:
@@ -482,6 +564,193 @@ def compare(ours: dict, peer_name: str, peer: dict, docs: dict[str, dict], paths
     return result
 
 
+# --- the second comparison: the same input normalisation on every side ------------------------------------------
+
+
+def common_inputs(paths: dict, docs: dict[str, dict], cpaths: dict) -> tuple[dict[str, dict], dict]:
+    """The exported views and corpus through `common_normalise`, in the same layout (same ids) under `cpaths`;
+    returns the normalised documents and, per side that can be checked here, how many texts its own
+    normalisation still changes (datatrove is checked in its child: `--common-check`)."""
+    from hare_assets.lib.dedup import normalise_for_matching
+
+    changed = {"views": Counter(), "docs": Counter()}
+
+    def check(kind: str, text: str) -> None:
+        c = changed[kind]
+        c["texts"] += 1
+        c["common_not_idempotent"] += common_normalise(text) != text
+        c["ours_changes"] += normalise_for_matching(text) != text
+        c["janitor_changes"] += text.translate(_JANITOR_TABLE) != text or " ".join(text.split()) != text
+        c["empty"] += not text
+
+    with paths["views"].open(encoding="utf-8") as src, cpaths["views"].open("w", encoding="utf-8") as dst:
+        for line in src:
+            record = json.loads(line)
+            record["views"] = [common_normalise(v) for v in record["views"]]
+            for v in record["views"]:
+                check("views", v)
+            dst.write(json.dumps(record, ensure_ascii=False) + "\n")
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for doc_id, d in docs.items():  # reader-shaped again, so write_jsonl_docs gives every document its old id
+        text = common_normalise(d["text"])
+        check("docs", text)
+        by_source[d["source"]].append({"doc_id": doc_id.split("@", 1)[0], "source": d["source"], "shard": d["shard"],
+                                       "row": d["row"], "text": text, "meta": json.dumps(d["meta"])})
+    cpaths["corpus"].mkdir(parents=True, exist_ok=True)
+    cdocs: dict[str, dict] = {}
+    for k, (source, rows) in enumerate(by_source.items()):
+        cdocs.update(write_jsonl_docs(cpaths["corpus"] / f"{k:02d}_{source}.jsonl", rows))
+    assert cdocs.keys() == docs.keys(), "the normalised export must keep every document id"
+    return cdocs, {k: dict(v) for k, v in changed.items()}
+
+
+def _token_owner(words: list[str], tokens: list[str]) -> list[int] | None:
+    """Per datatrove token: the whitespace word it is part of (spaCy only ever splits a word into pieces that
+    concatenate to it), or None when the tokens are not such pieces of `words`."""
+    owner, w, acc = [], 0, ""
+    for token in tokens:
+        if w >= len(words):
+            return None
+        acc += token
+        owner.append(w)
+        if acc == words[w]:
+            w, acc = w + 1, ""
+        elif not words[w].startswith(acc):
+            return None
+    return owner if w == len(words) and not acc else None
+
+
+def _find(seq: list[str], sub: list[str]) -> int:
+    for i in range(len(seq) - len(sub) + 1):
+        if seq[i : i + len(sub)] == sub:
+            return i
+    return -1
+
+
+def _stretch(text: str, tokens: list[str], gram: list[str]) -> dict | None:
+    """Where datatrove's n-gram `gram` lies in a normalised text: the whitespace words its tokens come from,
+    the words spaCy split there, and whether it starts or ends inside a word; None when it is not there."""
+    words = text.split()
+    owner = _token_owner(words, tokens)
+    p = _find(tokens, gram)
+    if owner is None or p < 0:
+        return None
+    a, b, n = owner[p], owner[p + len(gram) - 1], len(gram)
+    pieces = Counter(owner)
+    return {"words": words[a : b + 1],
+            "split": {words[i]: " ".join(t for t, o in zip(tokens, owner) if o == i) for i in range(a, b + 1) if pieces[i] > 1},
+            "partial": (p > 0 and owner[p - 1] == a) or (p + n < len(tokens) and owner[p + n] == b)}
+
+
+def spacy_causes(rows: list[dict], cdocs: dict[str, dict], cpaths: dict, cwork: Path, n: int) -> None:
+    """Why ours and datatrove disagree on documents that both read as the same normalised words. For a hit only
+    datatrove has: its n-gram located in its spaCy tokens of the document and of the item's view that holds
+    it (found among that benchmark's normalised views), each mapped back to the whitespace words ours (and the
+    janitor) use. Fills `cause` and the details into each row."""
+    views = defaultdict(list)
+    with cpaths["views"].open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            views[r["benchmark"]] += [(r["item_id"], v) for v in r["views"]]
+    texts, where = [], []
+    for r in rows:
+        where.append(len(texts))
+        texts.append(cdocs[r["id"]]["text"])
+        if r["hit_by"] == "datatrove":  # candidate views: the n-gram's characters, spaces aside, inside the view's
+            squeezed = r["ngram"].replace(" ", "")
+            r["_candidates"] = [(i, v) for i, v in views.get(r["task"], []) if squeezed in v.replace(" ", "")][:20]
+            texts += [v for _, v in r["_candidates"]]
+    info = explain_with_datatrove(texts, cpaths, cwork, n)
+    for r, at in zip(rows, where):
+        candidates = r.pop("_candidates", [])
+        if r["hit_by"] == "hare":
+            r["cause"] = ("unexplained: datatrove's index holds an n-gram of this document, yet its filter kept it"
+                          if info[at]["indexed"] else "unexplained: ours' n-gram has no datatrove n-gram in the index")
+            continue
+        gram = r["ngram"].split()
+        doc = _stretch(texts[at], info[at]["words"], gram)
+        view = next(((i, st) for k, (i, v) in enumerate(candidates)
+                     if (st := _stretch(v, info[at + 1 + k]["words"], gram)) is not None), None)
+        if doc is None or view is None:
+            r["cause"] = ("unexplained: datatrove's simplify_text still changes the text, or the n-gram's view was not "
+                          "found among the benchmark's views")
+            continue
+        item, view = view
+        r.update(item=item, doc_words=" ".join(doc["words"]), view_words=" ".join(view["words"]),
+                 split_words={**view["split"], **doc["split"]})
+        if doc["partial"] or view["partial"]:
+            r["cause"] = "the n-gram starts or ends inside a word spaCy splits, so its first or last words are not whole words"
+        elif doc["words"] != view["words"]:
+            r["cause"] = ("the same spaCy tokens come from different words in the document and in the item's view "
+                          "(e.g. 'can not' / 'cannot'), so the two have no common n-gram of whole words")
+        else:
+            r["cause"] = (f"spaCy splits words (e.g. 'cannot' -> 'can not', '0km' -> '0 km') in the document and the view "
+                          f"alike: datatrove's {n} tokens are {len(doc['words'])} whole words, fewer than {n}")
+
+
+def compare_common(ours: dict, peer_name: str, peer: dict, cdocs: dict[str, dict], cpaths: dict, cwork: Path,
+                   n: int) -> dict:
+    """Ours (strict) vs one peer, every side given the same normalised texts: sets, differences, their causes.
+    A document under the janitor's 200 characters counts as is (its hits are read from the n-grams it finds,
+    not from clean()'s output); for the janitor, how many such documents each set holds is reported."""
+    o, p = set(ours["hits"]), set(peer["hits"])
+    only_o, only_p = sorted(o - p), sorted(p - o)
+    short = {i for i, d in cdocs.items() if len(d["text"]) < JANITOR_SHORT}
+    result = {"ours": split_counts(o), "peer": split_counts(p), "both": split_counts(o & p),
+              "only_ours": split_counts(set(only_o)), "only_peer": split_counts(set(only_p)),
+              "identical": o == p}
+    if peer_name == "janitor":
+        result.update(identical_without_short=o - short == p - short, short_in_ours=len(o & short),
+                      short_in_peer=len(p & short), short_docs=len(short))
+    rows = []
+    for side_hit, ids in (("hare", only_o), (peer_name, only_p)):
+        for doc_id in ids:
+            hit = (ours if side_hit == "hare" else peer)["hits"][doc_id]
+            row = {"hit_by": side_hit, "id": doc_id, "source": source_of(doc_id), "chars": len(cdocs[doc_id]["text"]),
+                   "ngram": hit["ngram"], "task": hit.get("task")}
+            if cdocs[doc_id]["source"] == "planted":
+                row["planted"] = cdocs[doc_id]["meta"]
+            rows.append(row)
+    if peer_name == "datatrove" and rows:
+        spacy_causes(rows, cdocs, cpaths, cwork, n)
+    for row in rows:
+        if "cause" not in row:  # the janitor: both split the same texts on whitespace
+            row["cause"] = ("unexplained: both read the same whitespace words" +
+                            (f" (the document is under {JANITOR_SHORT} characters)" if row["chars"] < JANITOR_SHORT else ""))
+    result["causes"] = dict(Counter(r["cause"] for r in rows).most_common())
+    result["split_words"] = dict(Counter(f"{w} -> {t}" for r in rows for w, t in r.get("split_words", {}).items()).most_common())
+    result["disagreements"] = rows
+    return result
+
+
+def common_pass(sides: list[str], paths: dict, docs: dict[str, dict], exact_hits: dict[str, set], work: Path,
+                cpu: int | None, n: int) -> dict:
+    """The second comparison: every side run once more (not timed) on the views and documents through
+    `common_normalise`; hit sets compared, and each side's set against its own exact-mode set."""
+    cwork = work / "common"
+    cwork.mkdir(parents=True, exist_ok=True)
+    cpaths = {"views": cwork / "benchmark_views.jsonl", "corpus": cwork / "corpus", "index": cwork / "datatrove-index"}
+    cdocs, changed = common_inputs(paths, docs, cpaths)
+    log(f"same input normalisation: views and {len(cdocs)} documents normalised; still changed by a side's own "
+        f"normalisation: {changed}")
+    results = {}
+    for side in sides:
+        results[side] = run_side(side, cpaths, cwork, cpu, n, common_check=side == "datatrove")
+        log(f"same input normalisation: {side:9s} {len(results[side]['hits'])} documents with a hit")
+    if "datatrove" in results:
+        changed["datatrove"] = results["datatrove"]["common_check"]
+    hits = {s: set(r["hits"]) for s, r in results.items()}
+    return {
+        "normalised_texts_changed_by": changed,
+        "hits": {s: split_counts(h) for s, h in hits.items()},
+        "vs_exact": {s: {"added": split_counts(h - exact_hits[s]), "dropped": split_counts(exact_hits[s] - h),
+                         "added_real_ids": sorted(i for i in h - exact_hits[s] if source_of(i) != "planted")}
+                     for s, h in hits.items()},
+        "comparisons": {p: compare_common(results["hare"], p, results[p], cdocs, cpaths, cwork, n)
+                        for p in PEERS if p in results},
+    }
+
+
 def planted_table(results: dict[str, dict], docs: dict[str, dict], n: int) -> dict:
     """Per variant and side: planted documents with a hit (ours also under the coverage rule); `long_enough`:
     the planted item has at least n words (ours), so an exact n-gram match is possible at all."""
@@ -518,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datatrove-index-every-run", action="store_true",
                         help="rebuild datatrove's index in every run (default: build it in the first run, reuse it after)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin each side to one CPU")
+    parser.add_argument("--no-common", action="store_true",
+                        help="skip the second comparison (every side once more on texts through one shared normalisation)")
     # child mode
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--views", type=Path, help=argparse.SUPPRESS)
@@ -525,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--reuse-index", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--common-check", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:
         child_main(args)
@@ -590,6 +862,11 @@ def main(argv: list[str] | None = None) -> int:
             targets[f"scan_{TARGET_RATIO:g}x_faster_peer_{faster}"] = ratios[faster]["scan_mb_s"] >= TARGET_RATIO
         for p, c in comparisons.items():
             targets[f"identical_hits_{p}"] = c["identical"]
+        common = None
+        if not args.no_common and len(sides) > 1:
+            common = common_pass(sides, paths, docs, {s: set(first[s]["hits"]) for s in sides}, work, cpu, args.n)
+            for p, c in common["comparisons"].items():
+                targets[f"identical_hits_{COMMON}_{p}"] = c["identical"]
         janitor_extra = {}
         if "janitor" in sides:
             changed = set(first["janitor"]["changed"])
@@ -613,6 +890,7 @@ def main(argv: list[str] | None = None) -> int:
             "planted_by_variant": planted_table(first, docs, args.n),
             "comparisons": comparisons, "deterministic": deterministic,
             "real_hits": {s: {i: first[s]["hits"][i] for i in first[s]["hits"] if source_of(i) != "planted"} for s in sides},
+            COMMON: common,
             "bench_seconds": time.perf_counter() - started,
         }
         write_figures(args.json, figures)
@@ -693,8 +971,53 @@ def report(f: dict) -> None:
     p("Real (unplanted) documents with a hit: " + "; ".join(
         f"{side}: " + (", ".join(f"{i.split('@', 1)[1]}" for i in hits) or "none") for side, hits in f["real_hits"].items()))
     p(f"Same hits in every run: {f['deterministic']}")
+    if f.get(COMMON):
+        report_common(f[COMMON], f["n"])
     p("Targets: " + "; ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in f["targets"].items()))
     p(f"(bench took {f['bench_seconds']:.0f} s)")
+
+
+def report_common(c: dict, n: int) -> None:
+    p = lambda s="": print(s)
+    p()
+    p("=== Same input normalisation: the matching alone ===")
+    p("Every corpus document and benchmark view first goes through one shared normaliser (NFKC, lower-case, combining "
+      "marks dropped, every non-letter/digit a space, every digit run '0', whitespace collapsed); every side then runs "
+      "unchanged on those texts (once, not timed).")
+    ch = c["normalised_texts_changed_by"]
+    for kind in ("views", "docs"):
+        x = ch[kind]
+        dt = ch.get("datatrove", {}).get(kind, {})
+        dt_text = (f", datatrove simplify_text {dt.get('simplify_text_changed', 0)}, datatrove spaCy tokens != whitespace "
+                   f"words {dt.get('tokens_not_words', 0)}") if "datatrove" in ch else ""
+        p(f"  {kind:5s} {x['texts']:7d} normalised texts ({x['empty']} empty); still changed by: the shared normaliser "
+          f"{x['common_not_idempotent']}, ours {x['ours_changes']}, janitor {x['janitor_changes']}{dt_text}")
+    if "datatrove" in ch and ch["datatrove"]["split_words"]:
+        p("  words spaCy splits (distinct, most texts first): " + ", ".join(f"{w} ({k})" for w, k in ch["datatrove"]["split_words"][:20]))
+    p(f"Documents with a hit (any {n}-gram)      planted   real   total   vs its exact-mode set: added (real) / dropped")
+    for side, h in c["hits"].items():
+        v = c["vs_exact"][side]
+        p(f"  {side:35s} {h['planted']:7d} {h['real']:6d} {h['total']:7d}   +{v['added']['total']} ({v['added']['real']}) "
+          f"/ -{v['dropped']['total']}")
+    for peer, x in c["comparisons"].items():
+        p(f"Ours (strict) vs {peer}, same input: {'IDENTICAL' if x['identical'] else 'different'}; ours {x['ours']['total']}, "
+          f"{peer} {x['peer']['total']}, both {x['both']['total']}, only ours {x['only_ours']['total']} "
+          f"(planted {x['only_ours']['planted']}, real {x['only_ours']['real']}), only {peer} {x['only_peer']['total']} "
+          f"(planted {x['only_peer']['planted']}, real {x['only_peer']['real']})")
+        if "short_docs" in x:
+            p(f"  documents under {JANITOR_SHORT} characters, for which clean() returns [] hit or not ({x['short_docs']} in "
+              f"the corpus): {x['short_in_ours']} in ours, {x['short_in_peer']} in the janitor's set; counted as they are "
+              f"(its hits are the n-grams it finds, not clean()'s output); identical without them: {x['identical_without_short']}")
+        for cause, count in x["causes"].items():
+            p(f"  {count:4d} x {cause}")
+        if x["split_words"]:
+            p("       split words in these stretches: " + ", ".join(f"{w} ({k})" for w, k in list(x["split_words"].items())[:12]))
+        for r in x["disagreements"][:6]:
+            planted = f" planted {r['planted']['variant']} {r['planted']['item_id']}" if "planted" in r else ""
+            p(f"    hit only by {r['hit_by']}: {r['id'][:60]}{planted}; n-gram {r['ngram'][:100]!r}")
+            if "doc_words" in r:
+                p(f"      | document words: {r['doc_words'][:150]}")
+                p(f"      | {r['item'][:24]:24s} view words: {r['view_words'][:150]}")
 
 
 if __name__ == "__main__":

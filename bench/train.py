@@ -137,7 +137,7 @@ def run_side(args: argparse.Namespace) -> None:
             report_to="none",
             disable_tqdm=True,
             use_cpu=args.device == "cpu",
-            bf16=args.device != "cpu",
+            bf16=args.precision == "bf16",
             dataloader_num_workers=0,
             seed=SEED,
         )
@@ -158,6 +158,7 @@ def run_side(args: argparse.Namespace) -> None:
             log_every=1,
             save_every=0,
             device=args.device,
+            precision=args.precision,
             compile=args.side == "ours-compile",
             fused_loss=args.side != "ours-unfused",
             num_threads=args.threads if args.device == "cpu" else None,
@@ -201,6 +202,7 @@ def measure(side: str, args: argparse.Namespace, packed: Path, workdir: Path) ->
         sys.executable, __file__, "--side", side, "--packed", str(packed), "--output", str(out),
         "--preset", args.preset, "--device", args.device, "--batch", str(args.batch), "--threads", str(args.threads),
         "--warmup", str(args.warmup), "--seconds", str(args.seconds), "--steps", str(args.steps),
+        "--precision", args.precision,
     ]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -231,6 +233,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measuring window per run")
     parser.add_argument("--steps", type=int, default=0, help="measure this many steps instead of --seconds")
     parser.add_argument("--sides", default="ours,hf")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                        help="both sides: fp32 weights and math, or bf16 autocast over fp32 weights (default: bf16 on "
+                             "cuda, fp32 on cpu; bf16 on a CPU with AMX runs the matmuls on its tile units)")
     parser.add_argument("--peak-flops", type=float, default=989e12, help="peak dense bf16 FLOP/s of the GPU (H100 SXM)")
     parser.add_argument("--data", default=None)
     parser.add_argument("--json", default=None)
@@ -239,6 +244,7 @@ def main() -> None:
     parser.add_argument("--packed")
     parser.add_argument("--output")
     args = parser.parse_args()
+    args.precision = args.precision or ("fp32" if args.device == "cpu" else "bf16")
     if args.side:
         return run_side(args)
 
@@ -274,7 +280,7 @@ def main() -> None:
     medians = {s: statistics.median(r["tokens_per_s"] for r in runs[s]) for s in sides}
     flops6n, flops_attn = model_flops_per_token(args.preset, seq_len)
     print(f"\npreset {args.preset} ({get_preset(args.preset).param_count() / 1e6:.1f}M params), batch {args.batch} × {seq_len}, "
-          f"device {args.device}, {args.threads} threads, {args.runs} runs; {platform.processor() or platform.machine()}")  # fmt: skip
+          f"device {args.device}, {args.precision}, {args.threads} threads, {args.runs} runs; {platform.processor() or platform.machine()}")  # fmt: skip
     print(f"{'side':>14} {'median tok/s':>14} {'runs':>30} {'model TFLOP/s':>14}" + ("  MFU(6N)  MFU(+attn)" if args.device != "cpu" else ""))
     for s in sides:
         per_run = ", ".join(f"{r['tokens_per_s']:,.0f}" for r in runs[s])

@@ -1,4 +1,6 @@
-"""Metadata shapes the UI shows for every stage: per-reason tables with an example each."""
+"""Metadata shapes the UI shows for every stage: per-reason tables with an example each, tables, plots."""
+
+import base64
 
 import dagster as dg
 import polars as pl
@@ -48,3 +50,8 @@ def frame_markdown(frame: pl.DataFrame) -> dg.MarkdownMetadataValue:
     rule = "|" + "---|" * len(frame.columns)
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
     return dg.MetadataValue.md("\n".join([header, rule, *body]))
+
+
+def png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
+    """A plot inline in the asset's metadata (the UI renders data: URLs in markdown)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import xxhash
 
 from hare_assets.lib.tokenizer import encoder
 
@@ -113,6 +114,7 @@ class _ShardWriter:
         self.out, self.run, self.seq_len, self.per_shard, self.dtype = out, run, seq_len, blocks_per_shard, dtype
         self.shards: list[dict[str, Any]] = []
         self.blocks = 0
+        self.digest = xxhash.xxh3_128()  # of every token written, in order: the pack's content
         self._fh = None
         self._in_shard = 0
         self._provenance: list[pl.DataFrame] = []
@@ -127,7 +129,9 @@ class _ShardWriter:
             if self._fh is None:
                 self._fh = open(self.out / f"{self.name('tokens', len(self.shards))}.tmp", "wb")
             take = min(len(blocks), self.per_shard - self._in_shard)
-            self._fh.write(np.ascontiguousarray(blocks[:take], dtype=self.dtype).tobytes())
+            data = np.ascontiguousarray(blocks[:take], dtype=self.dtype).tobytes()
+            self._fh.write(data)
+            self.digest.update(data)
             self._in_shard += take
             self.blocks += take
             blocks = blocks[take:]
@@ -270,6 +274,7 @@ def pack_documents(
             "shards": shards,
             "dropped_doc_ids": dropped,
             "metadata": metadata or {},
+            "content": writer.digest.hexdigest(),
             "stats": stats.as_dict(),
         },
     )
@@ -329,5 +334,8 @@ class PackedDataset:
         return self.provenance().filter(pl.col("block") == index).sort("block_start").collect()
 
     def fingerprint(self) -> str:
-        """Identifies the pack's content (its header), for checkpoint lineage."""
-        return hashlib.sha256((self.path / HEADER).read_bytes()).hexdigest()[:16]
+        """Identifies the pack's content — its tokens, block shape and tokenizer, not when or where it was
+        written — so that packing the same documents again resumes training and names the same checkpoint."""
+        h = self.header
+        key = [h["format"], h["seq_len"], h["dtype"], h["tokenizer"], h.get("content") or h["shards"], len(self)]
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

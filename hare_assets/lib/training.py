@@ -54,7 +54,7 @@ TRAINING_INFO = "hare_training.json"
 # Fields that change the loss trajectory; a saved state only resumes a run that agrees on them.
 _TRAJECTORY = (
     "preset", "model", "init_from", "seed", "micro_batch_size", "grad_accum", "lr", "min_lr_ratio",
-    "warmup_steps", "schedule_steps", "weight_decay", "betas", "eps", "grad_clip", "precision", "fused_loss",
+    "warmup_steps", "schedule_steps", "weight_decay", "betas", "eps", "grad_clip", "precision", "fused_loss", "loss_chunk",
 )  # fmt: skip
 
 
@@ -85,6 +85,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False
     fused_loss: bool = True
+    loss_chunk: int | None = None  # rows of logits per chunk of the fused loss; None: 256 on CPU, 2048 on CUDA
     num_threads: int | None = None  # torch intra-op threads on CPU
     resume: bool = True
 
@@ -181,9 +182,11 @@ class DataOrder:
 class _LinearCrossEntropy(torch.autograd.Function):
     """mean CE(hidden @ weightᵀ, targets), computed in row chunks with gradients made in the forward.
 
-    The `N × vocab` logits exist one chunk at a time (cache-sized on CPU, a few hundred MiB
-    at most on GPU), which saves memory traffic on CPU and memory on GPU. Matmuls run in
-    `compute_dtype` (bf16 under autocast), softmax and the loss in fp32.
+    The `N × vocab` logits exist one chunk at a time, which saves memory on GPU and memory
+    traffic on CPU (a 256-row chunk of fp32 logits stays in the large caches). Per chunk: one
+    matmul in `compute_dtype` (bf16 under autocast), then the softmax and the loss in fp32 in
+    place (max, exp, sum, divide: the exponentials are computed once), and the two gradient
+    matmuls; the 1/N of the mean is applied to the small results in `backward`.
     """
 
     @staticmethod
@@ -198,29 +201,32 @@ class _LinearCrossEntropy(torch.autograd.Function):
             for start in range(0, n, chunk):
                 hc, tc = h[start : start + chunk], targets[start : start + chunk, None]
                 logits = (hc @ w.t()).float()
-                lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                total += (lse - logits.gather(1, tc)).sum()
-                # d(mean loss)/d(logits) = (softmax - onehot) / n, in place in the logits buffer
-                grad = logits.sub_(lse + math.log(n)).exp_()
-                grad.scatter_add_(1, tc, torch.full(tc.shape, -1.0 / n, dtype=grad.dtype, device=grad.device))
-                g = grad.to(compute_dtype)
+                picked = logits.gather(1, tc)
+                top = logits.amax(dim=-1, keepdim=True)
+                probs = logits.sub_(top).exp_()
+                norm = probs.sum(dim=-1, keepdim=True)
+                total += (top + norm.log() - picked).sum()
+                # N × d(mean loss)/d(logits) = softmax - onehot, in place in the logits buffer
+                probs.div_(norm).scatter_add_(1, tc, torch.full(tc.shape, -1.0, dtype=probs.dtype, device=probs.device))
+                g = probs.to(compute_dtype)
                 grad_h[start : start + chunk] = g @ w
                 if compute_dtype == torch.float32:
                     grad_w.addmm_(g.t(), hc)
                 else:
                     grad_w += (g.t() @ hc).float()
         ctx.save_for_backward(grad_h, grad_w)
-        ctx.dtypes = (hidden.dtype, weight.dtype)
+        ctx.dtypes, ctx.n = (hidden.dtype, weight.dtype), n
         return total / n
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         grad_h, grad_w = ctx.saved_tensors
-        return (grad_h * grad_out).to(ctx.dtypes[0]), (grad_w * grad_out).to(ctx.dtypes[1]), None, None, None
+        scale = grad_out / ctx.n
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_w * scale).to(ctx.dtypes[1]), None, None, None
 
 
 def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 1024, compute_dtype: torch.dtype | None = None
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 256, compute_dtype: torch.dtype | None = None
 ) -> torch.Tensor:
     """Mean next-token loss from final hidden states `(N, H)`, the LM head weight `(V, H)` and targets `(N,)`."""
     return _LinearCrossEntropy.apply(hidden, weight, targets, chunk, compute_dtype or hidden.dtype)
@@ -232,7 +238,7 @@ class CausalLMLoss(nn.Module):
     One module holding the whole loss is what DDP needs to see for gradient sync.
     """
 
-    def __init__(self, lm: nn.Module, fused: bool = True, compute_dtype: torch.dtype = torch.float32, chunk: int = 1024):
+    def __init__(self, lm: nn.Module, fused: bool = True, compute_dtype: torch.dtype = torch.float32, chunk: int = 256):
         super().__init__()
         self.lm, self.fused, self.compute_dtype, self.chunk = lm, fused, compute_dtype, chunk
 
@@ -482,7 +488,8 @@ def _train(config, log, on_metrics, started) -> TrainResult:
         del state
 
     loss_model: nn.Module = CausalLMLoss(
-        lm, fused=config.fused_loss, compute_dtype=torch.bfloat16 if rt.bf16 else torch.float32
+        lm, fused=config.fused_loss, compute_dtype=torch.bfloat16 if rt.bf16 else torch.float32,
+        chunk=config.loss_chunk or (2048 if rt.device.type == "cuda" else 256),
     )
     if config.compile:
         lm.model.compile()  # in place: state-dict keys (and checkpoints) stay unchanged

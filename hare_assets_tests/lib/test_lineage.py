@@ -82,3 +82,11 @@ def test_explain_walks_to_the_parent_and_the_shards(store):
     assert explain(store, "arc", "stage2~1")["scores"][0]["value"] == 0.32
     with pytest.raises(LineageError, match="no checkpoint has scores on 'mmlu'"):
         explain(store, "mmlu")
+
+
+def test_a_score_is_compared_with_the_previous_checkpoint_of_its_stage(store):
+    from hare_assets.lib.lineage import previous_evaluated
+
+    assert previous_evaluated(store, "stage2", "arc", "stage2-cccc") == "stage2-bbbb"
+    assert previous_evaluated(store, "stage2", "arc", "stage2-bbbb") is None
+    assert previous_evaluated(store, "stage1", "arc", "stage1-aaaa") is None

@@ -127,3 +127,15 @@ def test_batch_gathers_int64_blocks(packed):
     batch = ds.batch([3, 0, 11])
     assert batch.dtype == np.int64 and batch.shape == (3, 32)
     assert (batch[1] == ds[0]).all() and (batch[2] == ds[11]).all()  # 11 lies in the second shard
+
+
+def test_repacking_the_same_documents_keeps_the_fingerprint(tmp_path):
+    docs = make_documents(30)
+    pack_documents(docs, tmp_path / "a", seq_len=64)
+    before = PackedDataset(tmp_path / "a")
+    pack_documents(docs, tmp_path / "a", seq_len=64)  # a new run: other shard names, other timings
+    again = PackedDataset(tmp_path / "a")
+    assert again.header["shards"][0]["tokens"] != before.header["shards"][0]["tokens"]
+    assert again.fingerprint() == before.fingerprint()
+    pack_documents(docs[:-1], tmp_path / "b", seq_len=64)
+    assert PackedDataset(tmp_path / "b").fingerprint() != before.fingerprint()

@@ -1,7 +1,6 @@
 """curate (semantic diversity): embeddings of the deduplicated D1, k-means topics as dynamic
 partitions with stable keys, and each topic's documents with diversity-balancing weights."""
 
-import base64
 import time
 
 import dagster as dg
@@ -11,7 +10,7 @@ import polars as pl
 from hare_assets.defs.accounting import account_metadata, accounting_result, accounting_spec
 from hare_assets.defs.curate.assets import DEDUP
 from hare_assets.defs.curate.partitions import TOPICS
-from hare_assets.defs.metadata import frame_markdown
+from hare_assets.defs.metadata import frame_markdown, png_markdown
 from hare_assets.defs.resources import HareStorage
 from hare_assets.lib import schemas
 from hare_assets.lib.accounting import Account
@@ -27,10 +26,6 @@ TOPIC_DOCUMENTS = "topic_documents"
 SYNTHETIC = "synthetic_documents"
 # Every table partitioned by topic (the assets downstream of the `topics` partitions), deleted with a vanished topic.
 TOPIC_TABLES = (TOPIC_DOCUMENTS, SYNTHETIC, "decontaminated_synthetic")
-
-
-def _png_markdown(png: bytes, alt: str) -> dg.MarkdownMetadataValue:
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def build_topic_assets(profile: Profile) -> list[dg.AssetsDefinition]:
@@ -151,7 +146,7 @@ def build_topic_assets(profile: Profile) -> list[dg.AssetsDefinition]:
                                                               pl.col("cohesion", "diversity", "weight").round(3))),
                 "sources_per_topic": frame_markdown(composition),
                 "source_purity": dg.MetadataValue.float(round(purity(result.labels, joined["source"].to_list()), 3)),
-                "topic_map": _png_markdown(png, "documents by topic (PCA)"),
+                "topic_map": png_markdown(png, "documents by topic (PCA)"),
                 "new_topics": dg.MetadataValue.text(", ".join(new) or "none"),
                 "vanished_topics": dg.MetadataValue.text(", ".join(vanished) or "none"),
             },

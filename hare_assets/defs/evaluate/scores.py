@@ -13,7 +13,16 @@ from hare_assets.defs.model.partitions import STAGES
 from hare_assets.defs.resources import HareStorage, JobLauncher
 from hare_assets.lib.benchmarks import items_from_frame, load_registry
 from hare_assets.lib.evaluation import EvalConfig, metric_label, subset_scores, write_tasks
-from hare_assets.lib.lineage import SCORES, SCORES_HISTORY, explain, latest_checkpoint, render_explain
+from hare_assets.lib.lineage import (
+    SCORES,
+    SCORES_HISTORY,
+    diff,
+    explain,
+    latest_checkpoint,
+    previous_evaluated,
+    render_diff,
+    render_explain,
+)
 from hare_assets.lib.profile import Profile
 
 SAMPLES = f"{SCORES}__samples"
@@ -89,6 +98,8 @@ def build_score_assets(profile: Profile, benchmarks: dg.StaticPartitionsDefiniti
         tables.write(SCORES, rows, partition)
         main = rows.filter(pl.col("subset") == "all").head(1)
         lineage = render_explain(explain(tables, benchmark, ckpt["checkpoint_id"]))
+        previous = previous_evaluated(tables, stage, benchmark, ckpt["checkpoint_id"])
+        changes = render_diff(diff(tables, previous, ckpt["checkpoint_id"])) if previous else "first evaluated checkpoint of this stage"
         return dg.MaterializeResult(
             metadata={
                 "checkpoint_id": dg.MetadataValue.text(ckpt["checkpoint_id"]),
@@ -96,6 +107,7 @@ def build_score_assets(profile: Profile, benchmarks: dg.StaticPartitionsDefiniti
                 "scores": frame_markdown(rows.select("metric", "subset", pl.col("value").round(4), pl.col("stderr").round(4), "n")),
                 "contaminated_items": dg.MetadataValue.int(len({i for _, i in contaminated})),
                 "lineage": dg.MetadataValue.md(f"```\n{lineage}\n```"),
+                "changes_since_previous": dg.MetadataValue.md(f"```\n{changes}\n```"),
                 "lm_eval": dg.MetadataValue.text(f"{result.get('lm_eval_version')} on {result.get('device')}, {result.get('seconds', 0):.0f}s"),
             },
         )

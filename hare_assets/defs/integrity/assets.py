@@ -132,8 +132,7 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
             "index": dg.MetadataValue.json(stats),
         })
 
-    def decontaminate_partition(context: dg.AssetExecutionContext, tables: TableStore, dataset: str,
-                                partition: str | None) -> dg.MaterializeResult:
+    def decontaminate_partition(tables: TableStore, dataset: str, partition: str | None) -> dg.MaterializeResult:
         asset, upstream = DECONTAMINATED[dataset], UPSTREAM[dataset]
         rule = rule_for(integrity, dataset)
         if not tables.exists(upstream, partition):
@@ -179,7 +178,7 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
         **common,
     )
     def decontaminated_documents(context: dg.AssetExecutionContext, storage: HareStorage):
-        return decontaminate_partition(context, storage.tables, "d1", None)
+        return decontaminate_partition(storage.tables, "d1", None)
 
     @dg.asset(
         name=DECONTAMINATED["d2"],
@@ -191,7 +190,7 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
         **common,
     )
     def decontaminated_synthetic(context: dg.AssetExecutionContext, storage: HareStorage):
-        return decontaminate_partition(context, storage.tables, "d2", context.partition_key)
+        return decontaminate_partition(storage.tables, "d2", context.partition_key)
 
     @dg.asset(
         name=DECONTAMINATED["d3"],
@@ -204,7 +203,7 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
         **common,
     )
     def decontaminated_tasks(context: dg.AssetExecutionContext, storage: HareStorage):
-        return decontaminate_partition(context, storage.tables, "d3", context.partition_key)
+        return decontaminate_partition(storage.tables, "d3", context.partition_key)
 
     @dg.asset(
         name=HITS,

@@ -1,7 +1,6 @@
 """mixture + model: the training mixture per stage, packed token blocks, and checkpoints trained
 through the job launcher (Dagster Pipes), each checkpoint recorded with the data behind it."""
 
-import base64
 import hashlib
 import json
 import time
@@ -11,7 +10,7 @@ import polars as pl
 
 from hare_assets.defs.curate.topics import ASSIGNMENTS, CLUSTERS
 from hare_assets.defs.integrity.assets import DECONTAMINATED, load_index
-from hare_assets.defs.metadata import frame_markdown
+from hare_assets.defs.metadata import frame_markdown, png_markdown
 from hare_assets.defs.model.partitions import STAGES
 from hare_assets.defs.resources import HareStorage, JobLauncher
 from hare_assets.lib.contamination import rule_for
@@ -67,10 +66,6 @@ def with_text(samples: pl.DataFrame, pool: dict[str, pl.DataFrame]) -> pl.DataFr
         raise dg.Failure(f"{missing.height} mixture samples no longer exist in the decontaminated tables "
                          f"(e.g. {missing.row(0, named=True)['doc_id']}); rematerialize {MIXTURE}")
     return joined
-
-
-def _png_md(path, alt: str) -> dg.MarkdownMetadataValue:
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})")
 
 
 def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics: dg.PartitionsDefinition,
@@ -235,7 +230,7 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
                 "checkpoint_id": dg.MetadataValue.text(ckpt_id),
                 "checkpoint": dg.MetadataValue.path(record["path"]),
                 "init_from": dg.MetadataValue.text(parent_id or "fresh weights"),
-                "loss_curve_plot": _png_md(plot, "training loss"),
+                "loss_curve_plot": png_markdown(plot.read_bytes(), "training loss"),
                 "settings": dg.MetadataValue.json(json.loads(record["settings"])),
             },
             data_version=dg.DataVersion(ckpt_id),
