@@ -79,14 +79,25 @@ def main() -> None:
     start = time.perf_counter()
     frames = read_input(input_dir)
     timings["read_s"] = time.perf_counter() - start
+    input_docs = sum(f.height for f in frames.values())
+    input_bytes = int(sum(f["text"].str.len_bytes().sum() for f in frames.values()))
 
     if mode == "pipeline":
+        # As the graph does: each source is cleaned on its own (a partition) and its raw rows are let go;
+        # what crosses to dedup is the kept rows; the removals stay as (id, reason).
         t = time.perf_counter()
-        cleaned = {name: clean_frame(frame, profile, name, log=quiet) for name, frame in frames.items()}
+        cleaned, clean_kept, clean_removed, clean_quarantined = {}, [], {}, 0
+        for name in list(frames):
+            c = clean_frame(frames.pop(name), profile, name, log=quiet)
+            cleaned[name] = c.kept
+            clean_kept += ids(c.kept)
+            clean_removed.update(zip(ids(c.removed), c.removed["reason"].to_list()))
+            clean_quarantined += c.quarantine.height
+            del c
         timings["clean_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        kept_frames = [cleaned[s.name].kept for s in profile.sources if s.name in cleaned]
-        dedup = deduplicate_frame(pl.concat(kept_frames, how="vertical"), profile, params, log=quiet)
+        dedup = deduplicate_frame(pl.concat([cleaned.pop(s.name) for s in profile.sources if s.name in cleaned], how="vertical"),
+                                  profile, params, log=quiet)
         timings["dedup_s"] = time.perf_counter() - t
     elif mode in ("dedup", "dedup-noverify"):
         if mode == "dedup-noverify":
@@ -107,13 +118,12 @@ def main() -> None:
     timings["total_s"] = time.perf_counter() - start
 
     result["timings"] = timings
-    result["input_docs"] = sum(f.height for f in frames.values())
-    result["input_bytes"] = int(sum(f["text"].str.len_bytes().sum() for f in frames.values()))
+    result["input_docs"] = input_docs
+    result["input_bytes"] = input_bytes
     if mode == "pipeline":
-        result["clean_kept"] = [i for c in cleaned.values() for i in ids(c.kept)]
-        result["clean_removed"] = {i: reason for c in cleaned.values()
-                                   for i, reason in zip(ids(c.removed), c.removed["reason"].to_list())}
-        result["clean_quarantined"] = sum(c.quarantine.height for c in cleaned.values())
+        result["clean_kept"] = clean_kept
+        result["clean_removed"] = clean_removed
+        result["clean_quarantined"] = clean_quarantined
     result["kept"] = ids(dedup.kept)
     removed = dedup.removed
     result["dedup_removed"] = ids(removed)

@@ -1,6 +1,6 @@
 """Embedding + clustering throughput of this project against a plain sentence-transformers + KMeans run.
 
-    .venv/bin/python bench/topics.py [--runs 3] [--threads 2] [--sides ours,ours-int8,naive] [--json figures.json]
+    .venv/bin/python bench/topics.py [--runs 3] [--threads 2] [--sides ours,ours-fp32,ours-int8,naive] [--json figures.json]
 
 Every document of every source of the real corpora (`--data`, else $HARE_REAL_DATA, else
 ../shared/data), read once with this project's readers (profile `local-corpora`,
@@ -8,8 +8,10 @@ Every document of every source of the real corpora (`--data`, else $HARE_REAL_DA
 in its own subprocess so that its peak memory is its own (the parent samples the RSS of the
 child's process tree with psutil every 20 ms; the kernel's max RSS is recorded too):
 
-- `ours`: `hare_assets.lib.embed.Embedder()` with its defaults (fp32; long documents as up to
-  4 spread windows of 160 words, 128 tokens each) + `hare_assets.lib.topics.cluster`;
+- `ours`: `hare_assets.lib.embed.Embedder()` with its defaults (precision `auto`: bf16 autocast where
+  matmuls are native, i.e. a CUDA GPU or a CPU with AMX, else fp32; long documents as up to 4
+  spread windows of 160 words, 128 tokens each) + `hare_assets.lib.topics.cluster`;
+- `ours-fp32`: the same forced to fp32 (to attribute the difference);
 - `ours-int8`: the same with `Embedder(quantize=True)` (dynamic int8 Linear layers; not the default);
 - `naive`: `SentenceTransformer(same model).encode(texts, batch_size=32)` with default settings
   (whole documents, truncated at the model's 256 tokens) + `sklearn.cluster.KMeans(k)`.
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from _common import OFFLINE, ROOT, default_data_dir, log, read_corpora, run_sampled, text_bytes
 
-SIDES = ("ours", "ours-int8", "naive")
+SIDES = ("ours", "ours-fp32", "ours-int8", "naive")
 TARGET_RATIO = 1.5
 
 
@@ -70,7 +72,7 @@ def run_side(side: str, input_path: str, k: int, threads: int) -> dict:
     else:
         from hare_assets.lib.topics import cluster
 
-        embedder = Embedder(quantize=side == "ours-int8")
+        embedder = Embedder(quantize=side == "ours-int8", precision="fp32" if side == "ours-fp32" else "auto")
         loaded = time.perf_counter()
         vectors = embedder.embed(texts)
         embedded = time.perf_counter()

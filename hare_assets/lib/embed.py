@@ -17,6 +17,11 @@ first paragraph (the *chunking rule*):
 `chunk_words` bounds the tokenizer's work; with the defaults (160 words, 128 tokens)
 a window is usually cut at about 100 words by the model's truncation.
 
+Precision: `auto` runs the encoder under bf16 autocast where the hardware does bf16 matmuls
+natively (CUDA, or a CPU with AMX tiles) and in fp32 elsewhere; on the real corpora bf16 on AMX
+was 2.5x faster than fp32 with every document's vector within cosine 0.99995 of the fp32 one.
+`quantize` (dynamic int8 Linear layers, CPU only) is the other, lossier speed-up.
+
 The distinct chunks of a call are embedded together, sorted by (length, text), so
 batches pad little and are the same whatever order the documents arrive in: the
 same set of texts gives bit-identical vectors (another batch size or another set
@@ -77,6 +82,15 @@ def _quantize_linear(model):
         return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
+def bf16_matmuls(device: str) -> bool:
+    """Whether bf16 matmuls run natively here: a CUDA GPU that supports them, or a CPU with AMX tiles."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    return device == "cpu" and bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 class Embedder:
     """Embed documents with a sentence-transformers model under the chunking rule above."""
 
@@ -89,11 +103,14 @@ class Embedder:
         chunk_words: int = 160,
         max_chunks: int = 4,
         quantize: bool = False,
+        precision: str = "auto",
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
         if batch_size < 1 or max_seq_length < 1:
             raise ValueError("batch_size and max_seq_length must be at least 1")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}")
         self.model_path = model or default_model_path()
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
@@ -107,12 +124,13 @@ class Embedder:
         self.quantized = bool(quantize) and self.device == "cpu"
         if self.quantized:
             self._st = _quantize_linear(self._st)
+        self.bf16 = not self.quantized and (precision == "bf16" or (precision == "auto" and bf16_matmuls(self.device)))
         self.dim = int(self._st.get_embedding_dimension())
 
     @property
     def model_id(self) -> str:
         """Names the model and every setting that changes the vectors (a cache key)."""
-        suffix = "|int8" if self.quantized else ""
+        suffix = "|int8" if self.quantized else "|bf16" if self.bf16 else ""
         return (
             f"{_model_name(self.model_path)}|seq={self.max_seq_length}|chunk={self.chunk_words}"
             f"x{self.max_chunks}{suffix}"
@@ -132,7 +150,8 @@ class Embedder:
         # depend on the order of `texts` (so results do not either).
         unique = sorted({p for doc in pieces for p in doc}, key=lambda p: (len(p), p))
         vectors = np.empty((len(unique), self.dim), dtype=np.float32)
-        with torch.inference_mode():
+        autocast = torch.autocast(self._st.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        with torch.inference_mode(), autocast:
             for start in range(0, len(unique), self.batch_size):
                 batch = unique[start : start + self.batch_size]
                 features = self._st.preprocess(batch)

@@ -193,6 +193,7 @@ class EmbedConfig(_Strict):
 
     model: str | None = None
     device: str | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where matmuls are native (CUDA, CPU AMX)
     batch_size: int = 64
     max_seq_length: int = 128
     chunk_words: int = 160

@@ -21,7 +21,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder(batch_size=4)
+    return Embedder(batch_size=4, precision="fp32")
 
 
 def test_default_model_is_the_offline_package():
@@ -57,7 +57,7 @@ def test_input_order_and_batch_size_do_not_change_results(embedder):
     base = embedder.embed(texts)
     perm = [3, 5, 0, 2, 4, 1]
     assert np.array_equal(embedder.embed([texts[i] for i in perm]), base[perm])  # same batches: bit-identical
-    other = Embedder(batch_size=64)  # different batches: equal up to float rounding
+    other = Embedder(batch_size=64, precision="fp32")  # different batches: equal up to float rounding
     assert np.allclose(other.embed(texts), base, atol=1e-5)
     assert np.allclose(embedder.embed(texts[:1]), base[:1], atol=1e-5)
 
@@ -95,3 +95,14 @@ def test_quantized_embeddings_stay_close(embedder):
     assert quantized.model_id.endswith("|int8")
     cos = (quantized.embed(TEXTS) * embedder.embed(TEXTS)).sum(axis=1)
     assert cos.min() > 0.9
+
+
+def test_bf16_vectors_match_fp32(embedder):
+    """`auto` picks bf16 only where matmuls are native; either way the vectors are the fp32 ones to 4 decimals."""
+    fp32, bf16 = Embedder(precision="fp32"), Embedder(precision="bf16")
+    assert not fp32.bf16 and bf16.bf16 and bf16.model_id.endswith("|bf16") and "|" not in fp32.model_id.split("x4")[-1]
+    cos = (fp32.embed(TEXTS) * bf16.embed(TEXTS)).sum(axis=1)
+    assert cos.min() > 0.9995
+    assert np.array_equal(bf16.embed(TEXTS), bf16.embed(list(TEXTS)))  # deterministic in bf16 too
+    with pytest.raises(ValueError, match="precision"):
+        Embedder(precision="fp16")

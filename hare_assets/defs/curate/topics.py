@@ -32,7 +32,7 @@ def build_topic_assets(profile: Profile) -> list[dg.AssetsDefinition]:
     cfg = profile.embed
 
     def make_embedder() -> Embedder:
-        return Embedder(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
+        return Embedder(model=cfg.model, device=cfg.device, precision=cfg.precision, batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length,
                         chunk_words=cfg.chunk_words, max_chunks=cfg.max_chunks)
 
     @dg.asset(
