@@ -34,17 +34,11 @@ def expand(paths: list[Path]) -> list[Path]:
     return files
 
 
-def dedup_paths(
-    paths: list[Path],
-    text_field: str = "text",
-    columns: list[str] | None = None,
-    ngram: int = 5,
-    num_perm: int = 100,
-    threshold: float = 0.7,
-    bands: int | None = 20,
-    rows: int | None = 5,
-    max_doc_bytes: int = 64_000_000,
-) -> dict:
+def read_documents(
+    paths: list[Path], text_field: str = "text", columns: list[str] | None = None, max_doc_bytes: int = 64_000_000
+) -> tuple[list[Path], list[str], list[dict], list[dict]]:
+    """(files, texts, where each text is as {file, row}, unreadable records) of files or folders, through
+    the graph's readers, so `hare dedup` and `hare scan` read exactly what a source of that format would."""
     files = expand(paths)
     texts, where, quarantined = [], [], []
     for file in files:
@@ -57,6 +51,21 @@ def dedup_paths(
             texts.append(doc["text"])
             where.append({"file": str(file), "row": doc["row"]})
         quarantined.extend({"file": str(file), "row": q["row"], "reason": q["reason"], "detail": q["detail"]} for q in result.quarantine)
+    return files, texts, where, quarantined
+
+
+def dedup_paths(
+    paths: list[Path],
+    text_field: str = "text",
+    columns: list[str] | None = None,
+    ngram: int = 5,
+    num_perm: int = 100,
+    threshold: float = 0.7,
+    bands: int | None = 20,
+    rows: int | None = 5,
+    max_doc_bytes: int = 64_000_000,
+) -> dict:
+    files, texts, where, quarantined = read_documents(paths, text_field, columns, max_doc_bytes)
     params = MinHashParams.from_profile(
         DedupConfig(ngram=ngram, num_perm=num_perm, threshold=threshold, bands=bands or None, rows=rows if bands else None)
     )

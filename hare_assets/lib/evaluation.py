@@ -338,10 +338,6 @@ class EvalConfig:
             raise ValueError(f"backend must be hf or vllm, not {config.backend!r}")
         return config
 
-    @classmethod
-    def from_json(cls, path: str | Path) -> EvalConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

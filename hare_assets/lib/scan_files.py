@@ -11,9 +11,7 @@ from typing import Any
 from hare_assets.lib.benchmarks import benchmarks_dir as default_benchmarks_dir
 from hare_assets.lib.benchmarks import load_items, load_registry
 from hare_assets.lib.decontam import DecontamRule, NgramIndex, scan, scan_batch
-from hare_assets.lib.dedup_files import expand, infer_format
-from hare_assets.lib.profile import SourceConfig
-from hare_assets.lib.readers import read_shard
+from hare_assets.lib.dedup_files import read_documents
 
 _SPAN_CHARS = 300  # of each matched span, in the report
 _SPANS_PER_DOC = 5
@@ -68,18 +66,7 @@ def scan_paths(
     if index.n != rule.n:
         raise ValueError(f"index has n={index.n}, rule wants n={rule.n}")
 
-    files = expand([Path(p) for p in paths])
-    texts, where, quarantined = [], [], []
-    for file in files:
-        source = SourceConfig(
-            name="files", format=infer_format(file), path=str(file), text_field=text_field,
-            has_header=columns is None, columns=columns,
-        )
-        result = read_shard(source, file.name, max_doc_bytes)
-        for doc in result.docs:
-            texts.append(doc["text"])
-            where.append({"file": str(file), "row": doc["row"]})
-        quarantined += [{"file": str(file), "row": q["row"], "reason": q["reason"], "detail": q["detail"]} for q in result.quarantine]
+    files, texts, where, quarantined = read_documents([Path(p) for p in paths], text_field, columns, max_doc_bytes)
 
     batch = scan_batch(texts, index, rule)
     flagged = batch.contaminated

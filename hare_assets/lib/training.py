@@ -99,10 +99,6 @@ class TrainConfig:
         config.betas = (float(config.betas[0]), float(config.betas[1]))
         return config
 
-    @classmethod
-    def from_json(cls, path: str | Path) -> TrainConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
