@@ -262,3 +262,13 @@ def drop_scratch(work: Path, keep: bool, made_here: bool) -> None:
         log(f"scratch kept in {work}")
     elif made_here:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def add_common_arguments(parser, keep_what: str) -> None:
+    """The options every peer bench shares: runs, JSON figures, the data, the scratch folder."""
+    parser.add_argument("--runs", type=int, default=3, help="repetitions per side (medians are printed)")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument("--data", type=Path, default=default_data_dir(),
+                        help="the shared real data (default: $HARE_REAL_DATA or ../shared/data)")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
+    parser.add_argument("--keep", action="store_true", help=f"keep the scratch folder ({keep_what})")

@@ -33,13 +33,13 @@ from pathlib import Path
 
 import psutil
 from _common import (
+    add_common_arguments,
     BENCH_DIR,
     BENCH_PYTHON,
     HARE_PYTHON,
     OFFLINE,
     ONE_THREAD,
     clean_env,
-    default_data_dir,
     drop_scratch,
     ensure_bench_venv,
     export_corpora,
@@ -174,12 +174,7 @@ def consistent(results: list[dict], key: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="repetitions per side and mode (medians are printed)")
-    parser.add_argument("--json", type=Path, help="write every figure to this file")
-    parser.add_argument("--data", type=Path, default=default_data_dir(),
-                        help="the shared real data (default: $HARE_REAL_DATA or ../shared/data)")
-    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (export, logs, raw results)")
+    add_common_arguments(parser, "export, logs, raw results")
     parser.add_argument("--ngram", type=int, default=5, help="MinHash word n-gram size, both sides (default 5)")
     parser.add_argument("--bands", type=int, default=14, help="MinHash bands / datatrove buckets, both sides (default 14)")
     parser.add_argument("--rows", type=int, default=8, help="MinHash rows per band / hashes per bucket, both sides (default 8)")

@@ -44,12 +44,12 @@ from pathlib import Path
 
 import psutil
 from _common import (
+    add_common_arguments,
     BENCH_PYTHON,
     HARE_PYTHON,
     OFFLINE,
     ONE_THREAD,
     clean_env,
-    default_data_dir,
     drop_scratch,
     ensure_bench_venv,
     export_corpora,
@@ -773,12 +773,7 @@ def planted_table(results: dict[str, dict], docs: dict[str, dict], n: int) -> di
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="repetitions per side (medians are printed)")
-    parser.add_argument("--json", type=Path, help="write every figure to this file")
-    parser.add_argument("--data", type=Path, default=default_data_dir(),
-                        help="the shared real data (default: $HARE_REAL_DATA or ../shared/data)")
-    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (exports, index, logs, raw results)")
+    add_common_arguments(parser, "exports, index, logs, raw results")
     parser.add_argument("--n", type=int, default=13, help="word n-gram size, every side (default 13)")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated subset of {','.join(SIDES)} (hare is required)")
     parser.add_argument("--plant", type=int, default=20, help="benchmark items planted per benchmark, x 3 variants (default 20)")

@@ -174,8 +174,9 @@ def evaluated_checkpoint(tables: TableStore, benchmark: str, ref: str | None) ->
 def previous_evaluated(tables: TableStore, stage: str, benchmark: str, ckpt_id: str) -> str | None:
     """The checkpoint of `stage` evaluated on `benchmark` before `ckpt_id` (what a shifted score is compared with)."""
     evaluated = {p.split("__", 1)[0] for p in tables.partitions(SCORES_HISTORY) if p.endswith(f"__{benchmark}")}
-    rows = checkpoints(tables).filter((pl.col("stage") == stage) & pl.col("checkpoint_id").is_in(list(evaluated - {ckpt_id})))
-    current = checkpoints(tables).filter(pl.col("checkpoint_id") == ckpt_id)["created_at"]
+    recorded = checkpoints(tables)
+    rows = recorded.filter((pl.col("stage") == stage) & pl.col("checkpoint_id").is_in(list(evaluated - {ckpt_id})))
+    current = recorded.filter(pl.col("checkpoint_id") == ckpt_id)["created_at"]
     rows = rows.filter(pl.col("created_at") <= current[0]) if current.len() else rows
     return rows["checkpoint_id"][-1] if rows.height else None
 
