@@ -5,8 +5,9 @@ data order, so a resumed run reads exactly the blocks an uninterrupted one would
 (b) a fused linear + cross-entropy loss that never materializes the full
 `tokens × 32,000` logits; (c) no per-step callback/logging machinery (`bench/train.py`).
 
-Runtime choices: fp32 on CPU; on CUDA bf16 autocast over fp32 master weights, TF32,
-fused AdamW, optional `torch.compile` of the decoder. Under `accelerate launch` with
+Runtime choices: fp32 on CPU, with glibc told to keep freed memory (`keep_freed_memory`);
+on CUDA bf16 autocast over fp32 master weights, TF32, fused AdamW, optional `torch.compile`
+of the decoder. Under `accelerate launch` with
 several processes the model is wrapped in DDP by `accelerate` and each rank reads its own
 slice of every global batch. Attention is SDPA (`presets.make_config`).
 
@@ -26,12 +27,14 @@ On CUDA it matches to kernel-level nondeterminism (atomics in some backward kern
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import math
 import os
 import random
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -175,19 +178,53 @@ class DataOrder:
 # --- loss ----------------------------------------------------------------------------------------------
 
 
+# A column whose sum of unshifted exponentials lies in this range had no logit overflow (> 88) and
+# lost nothing that matters to underflow (its largest logit is > -69: anything that underflowed is
+# < e^-18 of it, under fp32's resolution); other columns are redone with the max subtracted.
+_UNSHIFTED_RANGE = (1e-30, 1e30)
+
+
+def _exp_columns_unshifted(
+    logits: torch.Tensor, recompute: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`exp(logits)` in place, column sums and per-column shifts (0, or the max where redone).
+
+    Skipping the max saves two of the five passes over a CPU chunk (the column max is the
+    slowest of them); `recompute(columns)` gives those columns' logits again for the rare
+    column outside `_UNSHIFTED_RANGE`. On CUDA the passes are cheap and the check would cost
+    a host sync per chunk, so the loss subtracts the max there.
+    """
+    probs = logits.exp_()
+    norm = probs.sum(dim=0)
+    top = torch.zeros_like(norm)
+    low, high = _UNSHIFTED_RANGE
+    redo = (~((norm > low) & (norm < high))).nonzero().squeeze(1)  # NaN/inf fail the test too
+    if redo.numel():
+        again = recompute(redo)
+        top[redo] = again.amax(dim=0)
+        again = again.sub_(top[redo]).exp_()
+        probs[:, redo] = again
+        norm[redo] = again.sum(dim=0)
+    return probs, norm, top
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """mean CE(hidden @ weightᵀ, targets), computed in row chunks with gradients made in the forward.
 
     The `N × vocab` logits exist one chunk at a time, which saves memory on GPU and memory
-    traffic on CPU (a 256-row chunk of fp32 logits stays in the large caches). Per chunk: one
-    matmul in `compute_dtype` (bf16 under autocast), then the softmax and the loss in fp32 in
-    place (max, exp, sum, divide: the exponentials are computed once), and the two gradient
-    matmuls; the 1/N of the mean is applied to the small results in `backward`.
+    traffic on CPU (a 256-row chunk of fp32 logits stays in the large caches). Each chunk is
+    held transposed, `vocab × rows` (`weight @ hᵀ`: the GEMM that runs fastest with a 32k-row
+    weight, and the softmax's reductions then run down contiguous rows). Per chunk: one matmul
+    in `compute_dtype` (bf16 under autocast), the softmax and the loss in fp32 in place (exp,
+    sum, divide: the exponentials are computed once; the column max is subtracted first on
+    CUDA, and on CPU only where a column needs it, `_exp_columns_unshifted`), and the two
+    gradient matmuls; the 1/N of the mean is applied to the small results in `backward`.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk: int, compute_dtype: torch.dtype):  # type: ignore[override]
         n = hidden.shape[0]
+        shift_free = hidden.device.type == "cpu"
         with torch.autocast(hidden.device.type, enabled=False):
             h = hidden.to(compute_dtype)
             w = weight.to(compute_dtype)
@@ -195,21 +232,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
             for start in range(0, n, chunk):
-                hc, tc = h[start : start + chunk], targets[start : start + chunk, None]
-                logits = (hc @ w.t()).float()
-                picked = logits.gather(1, tc)
-                top = logits.amax(dim=-1, keepdim=True)
-                probs = logits.sub_(top).exp_()
-                norm = probs.sum(dim=-1, keepdim=True)
+                hc, tc = h[start : start + chunk], targets[start : start + chunk]
+                cols = torch.arange(hc.shape[0], device=hc.device)
+                logits = (w @ hc.t()).float()  # vocab × rows
+                picked = logits[tc, cols]
+                if shift_free:
+                    probs, norm, top = _exp_columns_unshifted(logits, lambda redo: (w @ hc[redo].t()).float())
+                else:
+                    top = logits.amax(dim=0)
+                    probs = logits.sub_(top).exp_()
+                    norm = probs.sum(dim=0)
                 total += (top + norm.log() - picked).sum()
                 # N × d(mean loss)/d(logits) = softmax - onehot, in place in the logits buffer
-                probs.div_(norm).scatter_add_(1, tc, torch.full(tc.shape, -1.0, dtype=probs.dtype, device=probs.device))
+                probs.div_(norm)
+                probs[tc, cols] -= 1.0
                 g = probs.to(compute_dtype)
-                grad_h[start : start + chunk] = g @ w
+                grad_h[start : start + chunk] = g.t() @ w
                 if compute_dtype == torch.float32:
-                    grad_w.addmm_(g.t(), hc)
+                    grad_w.addmm_(g, hc)
                 else:
-                    grad_w += (g.t() @ hc).float()
+                    grad_w += (g @ hc).float()
         ctx.save_for_backward(grad_h, grad_w)
         ctx.dtypes, ctx.n = (hidden.dtype, weight.dtype), n
         return total / n
@@ -400,7 +442,31 @@ def _runtime(config: TrainConfig) -> _Runtime:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    else:
+        keep_freed_memory()
     return _Runtime(device, bf16, accelerator)
+
+
+# glibc `mallopt` parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit Linux
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -1, -3, 32 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep freed blocks of up to 32 MiB in the heap rather than hand them back to the OS.
+
+    A CPU step allocates and frees tensors of ~32 MB (a `tiny` loss chunk is 32,000 × 256
+    fp32); by default glibc unmaps each one on free and the next step page-faults it back in:
+    ~31,000 faults and ~50 ms of kernel time per `tiny` step, ~5 % of it. (PyTorch's CPU
+    tuning guide gets the same from jemalloc or tcmalloc.) Process-wide, as malloc is; the
+    price is that the process keeps its peak heap. False where libc is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
 def _optimizer(lm: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
