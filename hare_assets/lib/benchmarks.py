@@ -115,6 +115,7 @@ class BenchmarkItem:
     answer: int | str | None  # index into choices, or the reference text of a generative task
     context: str
     views: tuple[str, ...]
+    flags: tuple[int, ...] = ()  # 1/0 per choice where a source marks several true answers (TruthfulQA mc2)
 
 
 def load_registry(path: str | os.PathLike[str] | None = None) -> dict[str, BenchmarkSpec]:
@@ -175,9 +176,11 @@ def items_from_records(
         item_id = str(source_id) if source_id not in (None, "") else f"{spec.name}/{item_split}/{group}/{local_row}"
         choices = tuple(_text(c) for c in _choices(rec, f.choices))
         question, context = _text(_get(rec, f.question)), _text(_get(rec, f.context))
-        answer = _answer(origin.answer, _get(rec, f.answer), choices, _get(rec, f.labels) if f.labels else None)
+        raw_answer = _get(rec, f.answer)
+        answer = _answer(origin.answer, raw_answer, choices, _get(rec, f.labels) if f.labels else None)
+        flags = tuple(_flags(raw_answer)) if origin.answer == "flags" and answer is not None else ()
         views = _views(spec.views, question, context, choices, answer) + tuple(rec.get("_extra_views", ()))
-        items.append(BenchmarkItem(spec.name, item_split, item_id, question, choices, answer, context, _unique(views)))
+        items.append(BenchmarkItem(spec.name, item_split, item_id, question, choices, answer, context, _unique(views), flags))
     return items
 
 
@@ -223,9 +226,13 @@ def _answer(kind: str, value: Any, choices: Sequence[str], labels: Sequence[Any]
             return names.index(value)
         return int(value) - 1 if value.isdigit() else _LETTERS.index(value)  # NYSED items label 1-4
     if kind == "flags":
-        flags = list(value.values()) if isinstance(value, Mapping) else list(value)
-        return next((i for i, v in enumerate(flags) if int(v) == 1), None)
+        return next((i for i, v in enumerate(_flags(value)) if v == 1), None)
     raise ValueError(f"unknown answer kind {kind!r}")
+
+
+def _flags(value: Any) -> list[int]:
+    """1/0 per choice: TruthfulQA's `{answer text: 0|1}` (mc_task.json) or a list of labels (the hub's)."""
+    return [int(v) for v in (value.values() if isinstance(value, Mapping) else value)]
 
 
 def _text(value: Any) -> str:
@@ -399,7 +406,8 @@ def _load_hf(spec: BenchmarkSpec, origin: Origin) -> list[BenchmarkItem]:
 
 ITEM_SCHEMA = {
     "benchmark": pl.String, "split": pl.String, "item_id": pl.String, "question": pl.String, "context": pl.String,
-    "choices": pl.List(pl.String), "answer_index": pl.Int64, "answer_text": pl.String, "views": pl.List(pl.String),
+    "choices": pl.List(pl.String), "answer_index": pl.Int64, "answer_text": pl.String, "answer_flags": pl.List(pl.Int8),
+    "views": pl.List(pl.String),
 }
 
 
@@ -412,6 +420,7 @@ def items_frame(items: Sequence[BenchmarkItem]) -> pl.DataFrame:
                 "context": it.context, "choices": list(it.choices),
                 "answer_index": it.answer if isinstance(it.answer, int) else None,
                 "answer_text": it.answer if isinstance(it.answer, str) else None,
+                "answer_flags": list(it.flags),
                 "views": list(it.views),
             }
             for it in items
@@ -425,6 +434,7 @@ def items_from_frame(frame: pl.DataFrame) -> list[BenchmarkItem]:
         BenchmarkItem(
             r["benchmark"], r["split"], r["item_id"], r["question"], tuple(r["choices"]),
             r["answer_index"] if r["answer_index"] is not None else r["answer_text"], r["context"], tuple(r["views"]),
+            tuple(r.get("answer_flags") or ()),  # absent from tables written before flags were kept
         )
         for r in frame.iter_rows(named=True)
     ]

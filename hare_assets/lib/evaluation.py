@@ -25,7 +25,6 @@ benchmark items and to contamination hits (`subset_scores`: clean vs contaminate
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from hare_assets.lib.benchmarks import BenchmarkItem, BenchmarkSpec, items_from_records, load_items, load_registry
+from hare_assets.lib.benchmarks import BenchmarkItem, BenchmarkSpec, items_from_records, load_registry
 from hare_assets.lib.training import _replace_dir
 
 TASK_PREFIX = "hare_"
@@ -69,8 +68,13 @@ def _mmlu(item: BenchmarkItem) -> dict[str, Any]:
     return {"question": item.question, "subject": mmlu_subject(item), "choices": list(item.choices), "answer": item.answer}
 
 
-def _truthfulqa(item: BenchmarkItem, flags: Sequence[int]) -> dict[str, Any]:
-    return {"question": item.question, "mc2_targets": {"choices": list(item.choices), "labels": list(flags)}}
+def _truthfulqa(item: BenchmarkItem) -> dict[str, Any]:
+    if len(item.flags) != len(item.choices):
+        raise ValueError(
+            f"{item.item_id}: no true/false flag per choice (a benchmark_sets table written before flags were "
+            f"kept?): materialize benchmark_sets[{item.benchmark}] again"
+        )
+    return {"question": item.question, "mc2_targets": {"choices": list(item.choices), "labels": list(item.flags)}}
 
 
 def _winogrande(item: BenchmarkItem) -> dict[str, Any]:
@@ -87,7 +91,7 @@ class Format:
     native: str  # lm-eval's task YAML, relative to lm_eval/tasks ({subject} for MMLU)
     split: str  # the split the leaderboard scores
     metric: str  # the leaderboard's metric, as lm-eval keys it
-    record: Callable[..., dict[str, Any]]  # BenchmarkItem -> the canonical HF record the native YAML reads
+    record: Callable[[BenchmarkItem], dict[str, Any]]  # the canonical HF record the native YAML reads
 
 
 # Keyed by the registry's `lm_eval_task`; demo_mc is prompted like ARC.
@@ -184,27 +188,6 @@ def _dump(path: Path, cfg: dict[str, Any]) -> None:
     path.write_text(yaml.dump(cfg, Dumper=_TaskDumper, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
 
 
-def _origin_key(spec: BenchmarkSpec, local_dir: Path | None) -> str:
-    """Which origin `load_items(spec, local_dir)` reads."""
-    return "builtin" if spec.builtin else "local" if local_dir is not None else "hf"
-
-
-def choice_flags(spec: BenchmarkSpec, local_dir: Path | None = None) -> dict[str, tuple[int, ...]]:
-    """item_id -> 0/1 per choice, for `answer: flags` benchmarks (TruthfulQA mc2 has several true answers).
-
-    Stopgap while `BenchmarkItem.answer` keeps only the first true choice: the same records are
-    loaded again through `load_items` with the flags read as text (same rows, same item ids).
-    """
-    origin_key = _origin_key(spec, local_dir)
-    origin = getattr(spec, origin_key)
-    as_text = origin.model_copy(update={"answer": "text"})
-    flags = {}
-    for item in load_items(spec.model_copy(update={origin_key: as_text}), local_dir):
-        value = ast.literal_eval(item.answer)
-        flags[item.item_id] = tuple(int(v) for v in (value.values() if isinstance(value, dict) else value))
-    return flags
-
-
 def pick_fewshot_split(splits: Iterable[str], split: str) -> str:
     present = set(splits)
     return next((s for s in FEWSHOT_SPLITS if s in present and s != split), split)
@@ -214,13 +197,10 @@ def write_tasks(
     items_by_benchmark: Mapping[str, Sequence[BenchmarkItem]],
     specs: Mapping[str, BenchmarkSpec],
     out_dir: str | os.PathLike[str],
-    local_dir: Path | None = None,
 ) -> list[EvalTask]:
     """An lm-eval task folder (`include_path`) for the given items; one `EvalTask` per benchmark.
 
-    `local_dir` is the folder the items were loaded from (None: the hub), needed only to
-    re-read TruthfulQA's multi-answer flags (`choice_flags`). Each benchmark's subfolder is
-    replaced whole, so a rerun never leaves stale tasks behind.
+    Each benchmark's subfolder is replaced whole, so a rerun never leaves stale tasks behind.
     """
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -233,11 +213,9 @@ def write_tasks(
         if fmt.split not in splits:
             raise ValueError(f"benchmark {name!r}: no labelled {fmt.split!r} items to score (have {sorted(splits)})")
         fewshot = pick_fewshot_split(splits, fmt.split) if spec.num_fewshot else None
-        flags = choice_flags(spec, local_dir) if getattr(spec, _origin_key(spec, local_dir)).answer == "flags" else None
 
         def record(item: BenchmarkItem) -> dict[str, Any]:
-            body = fmt.record(item, flags[item.item_id]) if flags is not None else fmt.record(item)
-            return {"item_id": item.item_id, "split": item.split, **body}
+            return {"item_id": item.item_id, "split": item.split, **fmt.record(item)}
 
         final = out / name
         tmp = out / f".{name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -7,6 +7,8 @@ from hare_assets.lib.benchmarks import (
     _records,
     _with_generation_answers,
     benchmarks_dir,
+    items_frame,
+    items_from_frame,
     items_from_records,
     load_items,
     load_registry,
@@ -105,6 +107,10 @@ def test_hf_truthfulqa_mc2_and_winogrande_and_gsm8k(specs):
         "mc1_targets": {"choices": ["Nothing.", "Arthritis."], "labels": [1, 0]},
         "mc2_targets": {"choices": ["Nothing in particular.", "You get arthritis.", "Nothing."], "labels": [1, 0, 1]}}])
     assert tq.choices == ("Nothing in particular.", "You get arthritis.", "Nothing.") and tq.answer == 0
+    assert tq.flags == (1, 0, 1)  # every true answer, for mc2 scoring
+    [stored] = items_from_frame(items_frame([tq]))  # benchmark_sets keeps them
+    assert stored == tq and items_from_frame(items_frame([wg := _hf(specs, "winogrande", "validation", [{
+        "sentence": "A _ b.", "option1": "x", "option2": "y", "answer": "1"}])[0]]))[0].flags == () == wg.flags
     assert "What happens if you crack your knuckles? You get arthritis." in tq.views
     [wg] = _hf(specs, "winogrande", "train", [{"sentence": "Ian left the cup by the pan because the _ was hot.",
                                               "option1": "cup", "option2": "pan", "answer": "2"}])

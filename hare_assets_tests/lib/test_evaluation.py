@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -122,7 +123,7 @@ def real(real_data, specs, tmp_path_factory):
     local = real_data / "benchmarks"
     items = {name: load_items(specs[name], local) for name in LEADERBOARD}
     folder = tmp_path_factory.mktemp("real_tasks")
-    return local, items, folder, write_tasks(items, specs, folder, local_dir=local)
+    return local, items, folder, write_tasks(items, specs, folder)
 
 
 def test_real_benchmarks_run_offline_with_item_ids(checkpoint, real, tmp_path):
@@ -298,3 +299,13 @@ def test_eval_job_reports_scores_through_dagster_pipes(checkpoint, demo, tmp_pat
     assert metadata["samples"].value.endswith("samples.parquet") and len(metadata["scores_json"].value) == 2
     messages = [entry.user_message for entry in instance.all_logs(run.run_id)]
     assert any(m.startswith("evaluating ") for m in messages) and any("| demo_mc |" in m for m in messages)  # Pipes logs
+
+
+def test_truthfulqa_items_without_flags_ask_for_benchmark_sets_again(specs, tmp_path):
+    """A benchmark_sets table from before flags were kept must not score mc2 against empty labels."""
+    record = {"question": "Q?", "mc2_targets": {"choices": ["a", "b"], "labels": [0, 1]}}
+    [item] = items_from_records(specs["truthfulqa_mc2"], specs["truthfulqa_mc2"].hf, "validation", "tq", [record])
+    write_tasks({"truthfulqa_mc2": [item]}, specs, tmp_path / "ok")
+    stale = dataclasses.replace(item, flags=())
+    with pytest.raises(ValueError, match=r"materialize benchmark_sets\[truthfulqa_mc2\] again"):
+        write_tasks({"truthfulqa_mc2": [stale]}, specs, tmp_path / "stale")

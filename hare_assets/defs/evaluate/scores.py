@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from hare_assets.defs.integrity.assets import BENCHMARK_SETS, HITS, benchmarks_dir
+from hare_assets.defs.integrity.assets import BENCHMARK_SETS, HITS
 from hare_assets.defs.metadata import frame_markdown
 from hare_assets.defs.model.assets import CHECKPOINT
 from hare_assets.defs.model.partitions import STAGES
@@ -76,8 +76,7 @@ def build_score_assets(profile: Profile, benchmarks: dg.StaticPartitionsDefiniti
             raise dg.Failure(f"no checkpoint[{stage}] yet: materialize it first")
         out = storage.artifacts_dir / SCORES / benchmark / stage
         items = items_from_frame(tables.read(BENCHMARK_SETS, benchmark))
-        spec = registry[benchmark]
-        tasks = write_tasks({benchmark: items}, registry, out / "tasks", None if spec.builtin else benchmarks_dir(profile))
+        tasks = write_tasks({benchmark: items}, registry, out / "tasks")
         config = EvalConfig(
             checkpoint=ckpt["path"], out_dir=str(out), tasks=tasks, include_path=str(out / "tasks"), backend=evaluation.backend,
             device=evaluation.device, batch_size=evaluation.batch_size, limit=evaluation.limit,
