@@ -73,9 +73,11 @@ class JobLauncher(dg.ConfigurableResource):
     """Runs GPU-heavy work (training, lm-eval, leakage scoring) outside the Dagster process through
     Dagster Pipes: the job module logs progress and reports its metadata back to the asset.
 
-    `subprocess`: `python -m <module>` on this machine, or `accelerate launch --num_processes N`
-    when `processes` > 1 (DDP across local GPUs). `k8s`: a pod from `image` with `pod_spec` (YAML
-    merged as the pod's spec: GPU requests, the volume holding HARE_HOME/HARE_ARTIFACTS) through
+    `subprocess`: `python -m <module>` on this machine; a job run with `distributed=True`
+    (training) and `processes` > 1 goes through `accelerate launch --multi_gpu` (DDP across local
+    GPUs), or `torchrun --standalone` when its config says `device: cpu` (gloo). Evaluation and
+    scoring jobs are one process. `k8s`: a pod from `image` with `pod_spec` (YAML merged as the
+    pod's spec: GPU requests, the volume holding HARE_HOME/HARE_ARTIFACTS) through
     `PipesK8sClient` (extra `k8s`)."""
 
     launcher: str = "subprocess"
@@ -84,33 +86,44 @@ class JobLauncher(dg.ConfigurableResource):
     namespace: str = "default"
     pod_spec: str | None = None
 
-    def command(self, module: str, config: dict, python: str | None = None) -> list[str]:
-        return launch_command(module, config, self.processes, python or sys.executable)
+    def command(self, module: str, config: dict, python: str | None = None, distributed: bool = False) -> list[str]:
+        return launch_command(module, config, self.processes if distributed else 1, python or sys.executable)
 
     def run(self, context: dg.AssetExecutionContext, module: str, config: dict,
-            env: dict[str, str] | None = None) -> dg.PipesClientCompletedInvocation:
+            env: dict[str, str] | None = None, distributed: bool = False) -> dg.PipesClientCompletedInvocation:
         env = {k: v for k, v in (env or {}).items() if v is not None}
         if self.launcher == "subprocess":
             return dg.PipesSubprocessClient().run(
-                command=self.command(module, config), context=context, cwd=str(PROJECT_ROOT), env=env)
+                command=self.command(module, config, distributed=distributed), context=context, cwd=str(PROJECT_ROOT),
+                env=env)
         if self.launcher == "k8s":
             try:
                 from dagster_k8s import PipesK8sClient
             except ImportError as exc:
                 raise dg.Failure('launcher "k8s" needs dagster-k8s: pip install -e ".[k8s]"') from exc
             return PipesK8sClient().run(
-                context=context, image=self.image, command=self.command(module, config, python="python"),
+                context=context, image=self.image, command=self.command(module, config, "python", distributed),
                 namespace=self.namespace, env=env, base_pod_spec=load_pod_spec(self.pod_spec),
             )
         raise dg.Failure(f"unknown launcher {self.launcher!r}: subprocess or k8s")
 
 
 def launch_command(module: str, config: dict, processes: int, python: str) -> list[str]:
-    """The job's command line; the config travels inline so that a pod needs no shared config file."""
+    """The job's command line; the config travels inline so that a pod needs no shared config file.
+
+    Several processes: `accelerate launch` needs `--multi_gpu` to start more than one (without
+    it, it runs a single process and says nothing); on CPU it cannot start several without MPI,
+    so CPU runs use torchrun, whose environment `Accelerator` reads the same way.
+    """
     args = ["-m", module, "--config-json", json.dumps(config, sort_keys=True)]
-    if processes > 1:
-        return [python, "-m", "accelerate.commands.launch", "--num_processes", str(processes), *args]
-    return [python, *args]
+    if processes <= 1:
+        return [python, *args]
+    if config.get("device") == "cpu":
+        return [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), *args]
+    return [
+        python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", *args,  # precision and compile come from the job's config
+    ]  # fmt: skip
 
 
 def load_pod_spec(path: str | None) -> dict | None:

@@ -3,7 +3,7 @@ command line, and the Dagster Pipes session when Dagster launched it.
 
 A job runs the same by hand (`--config file.json`) and under the launcher resource
 (`--config-json '{...}'`, inline so that a Kubernetes pod needs no shared config file). Under
-`accelerate launch` only rank 0 talks to Dagster.
+`accelerate launch` or torchrun only rank 0 talks to Dagster.
 """
 
 from __future__ import annotations

@@ -404,7 +404,7 @@ class K8sLaunch(_Strict):
 
 class TrainingConfig(_Strict):
     """How checkpoints are trained: launched through Dagster Pipes as a local subprocess
-    (`accelerate launch` when `processes` > 1) or a Kubernetes pod (`launcher: k8s`)."""
+    (`accelerate launch`, or torchrun on CPU, when `processes` > 1) or a Kubernetes pod (`launcher: k8s`)."""
 
     launcher: Literal["subprocess", "k8s"] = "subprocess"
     processes: int = Field(1, ge=1)

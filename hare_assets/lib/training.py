@@ -7,9 +7,9 @@ data order, so a resumed run reads exactly the blocks an uninterrupted one would
 
 Runtime choices: fp32 on CPU, with glibc told to keep freed memory (`keep_freed_memory`);
 on CUDA bf16 autocast over fp32 master weights, TF32, fused AdamW, optional `torch.compile`
-of the decoder. Under `accelerate launch` with
-several processes the model is wrapped in DDP by `accelerate` and each rank reads its own
-slice of every global batch. Attention is SDPA (`presets.make_config`).
+of the decoder. Under `accelerate launch` (GPUs) or torchrun (CPU, gloo) with several
+processes the model is wrapped in DDP by `accelerate` and each rank reads its own slice of
+every global batch: the loss trajectory is the one-process run's with the same global batch. Attention is SDPA (`presets.make_config`).
 
 Files under `out_dir`:
 
@@ -388,7 +388,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 @dataclass
 class _Runtime:
-    """Single process, or several under `accelerate launch` (DDP via accelerate)."""
+    """Single process, or several under `accelerate launch` / torchrun (DDP via accelerate)."""
 
     device: torch.device
     bf16: bool
@@ -425,12 +425,18 @@ class _Runtime:
 
 
 def _runtime(config: TrainConfig) -> _Runtime:
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     accelerator = None
-    if distributed:
+    if world > 1:
         from accelerate import Accelerator
 
-        accelerator = Accelerator(cpu=config.device == "cpu")  # precision handled by our autocast
+        cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+        accelerator = Accelerator(cpu=cpu)  # precision handled by our autocast
+        if accelerator.num_processes != world:
+            raise RuntimeError(
+                f"launched as {world} processes but accelerate set up {accelerator.num_processes} "
+                f"(device {config.device!r}): each would train alone; check the device and the GPUs visible"
+            )
         device = accelerator.device
     elif config.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

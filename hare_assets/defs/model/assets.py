@@ -215,7 +215,7 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
             for name in (STATE_FILE, STATE_INFO):
                 (root / CHECKPOINT / stage / name).unlink(missing_ok=True)
         started = time.perf_counter()
-        invocation = launcher.run(context, "hare_assets.lib.train_job", config.to_dict())
+        invocation = launcher.run(context, "hare_assets.lib.train_job", config.to_dict(), distributed=True)
         reported = invocation.get_materialize_result()
         info = json.loads((root / CHECKPOINT / stage / "result.json").read_text())
         record = checkpoint_record(ckpt_id, stage, config, info, parent_id, settings_snapshot(profile))
