@@ -216,6 +216,8 @@ def test_checkpoints_reload_generate_and_record_their_lineage(demo_home):
     stage1, stage2 = (records.filter(pl.col("stage") == s).row(0, named=True) for s in ("stage1", "stage2"))
     assert stage2["init_from"] == stage1["checkpoint_id"] and stage1["init_from"] is None
     assert stage2["final_loss"] < stage1["final_loss"] + 1.0 and stage1["steps"] == stage2["steps"] == 150
+    for rec in (stage1, stage2):  # each checkpoint id trains in its own run folder
+        assert rec["path"].endswith(f"/{rec['stage']}/{rec['checkpoint_id']}/checkpoint")
     model = AutoModelForCausalLM.from_pretrained(stage2["path"])
     tokenizer = AutoTokenizer.from_pretrained(stage2["path"])
     assert model.config.model_type == "mistral" and model.config.vocab_size == 32000 and len(tokenizer) == 32000

@@ -412,6 +412,9 @@ class TrainingConfig(_Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False
     num_threads: int | None = None
+    keep_checkpoints: int = Field(
+        2, ge=1, description="weights (and resumable state) of the newest N checkpoints per stage stay on disk; "
+                             "older ones keep their records, manifests and scores")
     k8s: K8sLaunch = Field(default_factory=K8sLaunch)
     stage1: StageTraining = Field(default_factory=StageTraining)
     stage2: StageTraining = Field(default_factory=StageTraining)

@@ -15,7 +15,6 @@ Files under `out_dir`:
 
     state.pt        resumable state (model, optimizer, scheduler, step, data position,
                     RNG states, loss history), replaced atomically every `save_every` steps
-    state.json      the config and data fingerprints state.pt belongs to (`stale_state`)
     checkpoint/     HF-format model (safetensors + config + tokenizer), written at the end;
                     `AutoModelForCausalLM.from_pretrained` and vLLM load it
 
@@ -51,7 +50,6 @@ from hare_assets.lib.presets import make_config
 from hare_assets.lib.tokenizer import encoder
 
 STATE_FILE = "state.pt"
-STATE_INFO = "state.json"  # what state.pt belongs to, readable without loading it
 CHECKPOINT_DIR = "checkpoint"
 TRAINING_INFO = "hare_training.json"
 # Fields that change the loss trajectory; a saved state only resumes a run that agrees on them.
@@ -294,19 +292,6 @@ class CausalLMLoss(nn.Module):
 
 
 # --- model, checkpoints, state -------------------------------------------------------------------------
-
-
-def stale_state(config: TrainConfig) -> str | None:
-    """Why `out_dir`'s saved state cannot resume `config` (another config or other data), else None."""
-    info_path = Path(config.out_dir) / STATE_INFO
-    if not (Path(config.out_dir) / STATE_FILE).exists() or not info_path.exists():
-        return None
-    info = json.loads(info_path.read_text())
-    if info.get("fingerprint") != config.fingerprint():
-        return "the training config changed"
-    if info.get("data") != PackedDataset(config.data).fingerprint():
-        return "the packed data changed"
-    return None
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -590,8 +575,6 @@ def _train(config, log, on_metrics, started) -> TrainResult:
                 },
                 state_path,
             )
-            info = {"fingerprint": config.fingerprint(), "data": data.fingerprint(), "step": step}
-            (out / STATE_INFO).write_text(json.dumps(info))
             say(f"state saved at step {step} -> {state_path}")
         rt.barrier()
 

@@ -3,7 +3,9 @@ through the job launcher (Dagster Pipes), each checkpoint recorded with the data
 
 import hashlib
 import json
+import shutil
 import time
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -32,7 +34,7 @@ from hare_assets.lib.presets import get_preset
 from hare_assets.lib.profile import IntegrityConfig, Profile
 from hare_assets.lib.storage import TableStore
 from hare_assets.lib.tokenizer import encoder
-from hare_assets.lib.training import STATE_FILE, STATE_INFO, TrainConfig, stale_state
+from hare_assets.lib.training import TrainConfig
 
 MIXTURE = "training_mixture"
 PACKED = "packed_sequences"
@@ -209,21 +211,21 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
         config = train_config(profile, stage, root, init_from)
         ckpt_id = checkpoint_id(stage, config, PackedDataset(config.data).fingerprint(), parent_id)
         config.run_id = ckpt_id
-        reason = stale_state(config)
-        if reason:
-            context.log.info(f"{stage}: {reason}; training from the start")
-            for name in (STATE_FILE, STATE_INFO):
-                (root / CHECKPOINT / stage / name).unlink(missing_ok=True)
+        # the id covers config, data and parent: the same id resumes its own state, another id starts its own folder
+        run_dir = root / CHECKPOINT / stage / ckpt_id
+        config.out_dir = str(run_dir)
         started = time.perf_counter()
         invocation = launcher.run(context, "hare_assets.lib.train_job", config.to_dict(), distributed=True)
         reported = invocation.get_materialize_result()
-        info = json.loads((root / CHECKPOINT / stage / "result.json").read_text())
+        info = json.loads((run_dir / "result.json").read_text())
         record = checkpoint_record(ckpt_id, stage, config, info, parent_id, settings_snapshot(profile))
         tables.write(CHECKPOINTS, pl.DataFrame([record], schema=CHECKPOINT_SCHEMA), ckpt_id)
         tables.write(CHECKPOINT_MANIFESTS, tables.read(f"{MIXTURE}__manifest", stage), ckpt_id)
         tables.write(CHECKPOINT_ACCOUNTING, accounting_snapshot(tables), ckpt_id)
         context.log.info(f"{stage}: checkpoint {ckpt_id} in {time.perf_counter() - started:.0f}s -> {record['path']}")
-        plot = root / CHECKPOINT / stage / "loss_curve.png"
+        for old in prune_runs(root / CHECKPOINT / stage, stage, keep=profile.training.keep_checkpoints):
+            context.log.info(f"{stage}: removed the weights of {old.name} (keep_checkpoints: {profile.training.keep_checkpoints})")
+        plot = run_dir / "loss_curve.png"
         return dg.MaterializeResult(
             metadata={
                 **(reported.metadata or {}),
@@ -239,8 +241,21 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
     return [training_mixture, packed_sequences, checkpoint]
 
 
+def prune_runs(stage_dir: Path, stage: str, keep: int) -> list[Path]:
+    """Delete all but the `keep` newest run directories (`<stage>-<id>`) of a stage; returns those deleted.
+
+    A checkpoint's record, manifest, accounting and scores live in tables and stay; its
+    weights and resumable state are what take the disk (about 4x the weights with AdamW).
+    """
+    runs = sorted((d for d in stage_dir.glob(f"{stage}-*") if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in runs[keep:]:
+        shutil.rmtree(old)
+    return runs[keep:]
+
+
 def train_config(profile: Profile, stage: str, root, init_from: str | None) -> TrainConfig:
-    """The TrainConfig of one stage from the profile (model, training.stageN, device and precision)."""
+    """The TrainConfig of one stage from the profile (model, training.stageN, device and precision);
+    `out_dir` is the stage's folder, where the asset gives each checkpoint id its own run folder."""
     model, training = profile.model, profile.training
     st = training.stage(stage)
     overrides = dict(model.overrides)
