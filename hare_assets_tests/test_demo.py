@@ -265,5 +265,10 @@ def test_explain_and_diff_answer(demo_home, capsys):
     assert {r["dataset"] for r in diff["tokens_by_dataset"]} == {"d1", "d2", "d3"}
     assert any(s.startswith("synthetic/") for s in diff["shards_added"]) and not diff["shards_removed"]
     assert {(s["metric"], s["subset"]) for s in diff["scores"]} >= {("acc", "all"), ("acc", "clean")}
+    [items] = diff["items"]  # per item: which of the 50 test items moved between the stages
+    assert items["benchmark"] == "demo_mc" and items["items"] == 50
+    assert items["higher"] + items["lower"] + items["same"] == 50
+    acc = {s["subset"]: s for s in diff["scores"] if s["metric"] == "acc"}
+    assert items["higher"] - items["lower"] == round(acc["all"]["delta"] * 50)  # acc is 0/1 per item
     assert main(["explain", "demo_mc", "--checkpoint", "nope"]) == 2
     assert "names no checkpoint" in capsys.readouterr().err

@@ -30,6 +30,7 @@ CHECKPOINT_MANIFESTS = "checkpoints__manifest"
 CHECKPOINT_ACCOUNTING = "checkpoints__accounting"
 SCORES = "benchmark_scores"
 SCORES_HISTORY = "benchmark_scores__history"
+SAMPLES_HISTORY = "benchmark_scores__samples_history"  # per checkpoint and benchmark: item_id, split, score
 HITS = "contamination_hits"
 # The per-source tables that account for D1 rows, in pipeline order: (stage, kept table, removed tables).
 D1_STAGES = (
@@ -151,6 +152,32 @@ def scores(tables: TableStore, ckpt_id: str) -> pl.DataFrame:
         return pl.DataFrame(schema={"benchmark": pl.String, "metric": pl.String, "subset": pl.String, "value": pl.Float64,
                                     "stderr": pl.Float64, "n": pl.Int64})
     return pl.concat([tables.read(SCORES_HISTORY, p) for p in parts], how="diagonal_relaxed")
+
+
+def item_changes(tables: TableStore, ckpt_a: str, ckpt_b: str, examples: int = 5) -> list[dict]:
+    """Per benchmark both checkpoints were scored on: how many items scored higher, lower or the
+    same on the main metric from a to b, whether a changed item has a contamination hit, and a
+    few ids of each. A shifted score is then a list of items to read, not just a number."""
+    contaminated = (set(tables.read(HITS, columns=["benchmark", "item_id"]).iter_rows()) if tables.exists(HITS) else set())
+    out = []
+    for part in sorted(p for p in tables.partitions(SAMPLES_HISTORY) if p.startswith(f"{ckpt_a}__")):
+        benchmark = part.split("__", 1)[1]
+        if not tables.exists(SAMPLES_HISTORY, f"{ckpt_b}__{benchmark}"):
+            continue
+        keys = ["split", "item_id"]
+        a = tables.read(SAMPLES_HISTORY, part).select(*keys, pl.col("score").alias("a"))
+        b = tables.read(SAMPLES_HISTORY, f"{ckpt_b}__{benchmark}").select(*keys, pl.col("score").alias("b"))
+        both = a.join(b, on=keys, how="inner").with_columns((pl.col("b") - pl.col("a")).alias("delta"))
+        up, down = both.filter(pl.col("delta") > 1e-9), both.filter(pl.col("delta") < -1e-9)
+        changed = pl.concat([up, down])["item_id"].to_list()
+        out.append({
+            "benchmark": benchmark, "items": both.height, "higher": up.height, "lower": down.height,
+            "same": both.height - up.height - down.height,
+            "changed_contaminated": sum((benchmark, i) in contaminated for i in changed),
+            "higher_examples": up.sort("delta", descending=True)["item_id"].head(examples).to_list(),
+            "lower_examples": down.sort("delta")["item_id"].head(examples).to_list(),
+        })
+    return out
 
 
 def _table_for(tables: TableStore, table: str, ckpt_id: str) -> pl.DataFrame:
@@ -310,6 +337,7 @@ def diff(tables: TableStore, ref_a: str, ref_b: str) -> dict:
         "a": {k: a[k] for k in ("checkpoint_id", "stage", "created_at", "steps", "tokens", "final_loss")},
         "b": {k: b[k] for k in ("checkpoint_id", "stage", "created_at", "steps", "tokens", "final_loss")},
         "scores": score_delta.to_dicts(),
+        "items": item_changes(tables, a["checkpoint_id"], b["checkpoint_id"]),
         "tokens_by_dataset": compare(["dataset"]).to_dicts(),
         "tokens_by_source": compare(["dataset", "source"]).to_dicts(),
         "tokens_by_topic": compare(["topic"]).to_dicts(),
@@ -329,6 +357,12 @@ def render_diff(d: dict, top: int = 15) -> str:
     for s in d["scores"]:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
         lines.append(f"  {s['benchmark']} {s['metric']} [{s['subset']}]: {fmt(s['a'])} -> {fmt(s['b'])} ({'+' if (s['delta'] or 0) >= 0 else ''}{fmt(s['delta'])})")
+    for it in d.get("items", []):
+        lines.append(f"  {it['benchmark']} items: {it['higher']} higher, {it['lower']} lower, {it['same']} same of {it['items']}"
+                     f" ({it['changed_contaminated']} of the changed have contamination hits)")
+        for side in ("lower", "higher"):
+            if it[f"{side}_examples"]:
+                lines.append(f"    {side}: " + ", ".join(it[f"{side}_examples"]))
     for key, title in (("tokens_by_dataset", "dataset"), ("tokens_by_source", "source"), ("tokens_by_topic", "topic"),
                        ("tokens_by_shard", "shard")):
         rows = d[key]

@@ -10,6 +10,8 @@ from hare_assets.lib.lineage import (
     CHECKPOINT_MANIFESTS,
     CHECKPOINT_SCHEMA,
     CHECKPOINTS,
+    HITS,
+    SAMPLES_HISTORY,
     SCORES_HISTORY,
     LineageError,
     diff,
@@ -18,6 +20,7 @@ from hare_assets.lib.lineage import (
     render_explain,
     resolve,
 )
+from hare_assets.lib.contamination import HITS as HIT_SCHEMA
 from hare_assets.lib.storage import TableStore
 
 
@@ -47,7 +50,23 @@ def store(tmp_path):
     _record(store, "stage2-cccc", "stage2", "2026-12-03T00:00:00+00:00", "stage1-aaaa", changed,
             [("d1", "web", "a.jsonl", "t1", 300, 3, 3), ("d1", "web", "c.jsonl", "t3", 200, 2, 2),
              ("d2", "synthetic", "topic=t1", "t1", 500, 3, 3)], 0.27, 25)
+    for ckpt, scores in (("stage2-bbbb", [1, 1, 0, 0, 1]), ("stage2-cccc", [1, 0, 1, 0, 0])):
+        store.write(SAMPLES_HISTORY, pl.DataFrame({"split": ["test"] * 5, "item_id": [f"arc/{i}" for i in range(5)],
+                                                   "score": [float(x) for x in scores]}), f"{ckpt}__arc")
+    hit = {k: None for k in HIT_SCHEMA} | {"benchmark": "arc", "item_id": "arc/4", "dataset": "d1", "action": "kept",
+                                        "doc_id": "web-a-0", "source": "web", "shard": "a.jsonl", "row": 0}
+    store.write(HITS, pl.DataFrame([hit], schema=HIT_SCHEMA))
     return store
+
+
+def test_diff_lists_the_items_whose_scores_moved(store):
+    [items] = diff(store, "stage2~1", "stage2")["items"]
+    assert (items["items"], items["higher"], items["lower"], items["same"]) == (5, 1, 2, 2)
+    assert items["higher_examples"] == ["arc/2"] and sorted(items["lower_examples"]) == ["arc/1", "arc/4"]
+    assert items["changed_contaminated"] == 1  # arc/4 has a contamination hit
+    assert "arc items: 1 higher, 2 lower, 2 same of 5 (1 of the changed have contamination hits)" in render_diff(
+        diff(store, "stage2~1", "stage2"))
+    assert diff(store, "stage1", "stage2")["items"] == []  # stage1 has no per-item scores recorded
 
 
 def test_references(store):
@@ -75,7 +94,7 @@ def test_diff_names_what_changed_in_the_data_and_the_settings(store):
 def test_explain_walks_to_the_parent_and_the_shards(store):
     facts = explain(store, "arc")  # the newest evaluated checkpoint: stage2-cccc
     assert [c["checkpoint_id"] for c in facts["checkpoints"]] == ["stage2-cccc", "stage1-aaaa"]
-    assert facts["mixture"]["tokens"] == 1000 and facts["contamination"]["documents"] == 0
+    assert facts["mixture"]["tokens"] == 1000 and facts["contamination"]["documents"] == 1  # the one kept hit
     text = render_explain(facts)
     assert text.splitlines()[0] == "arc acc_norm = 0.2700 ± 0.0100 (n=100)"
     assert "web/a.jsonl 300" in text and "clean_documents: kept 90; removed non_english 25" in text

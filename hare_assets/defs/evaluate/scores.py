@@ -15,6 +15,7 @@ from hare_assets.lib.benchmarks import items_from_frame, load_registry
 from hare_assets.lib.evaluation import EvalConfig, metric_label, subset_scores, write_tasks
 from hare_assets.lib.lineage import (
     SCORES,
+    SAMPLES_HISTORY,
     SCORES_HISTORY,
     diff,
     explain,
@@ -94,6 +95,7 @@ def build_score_assets(profile: Profile, benchmarks: dg.StaticPartitionsDefiniti
         tables.write(SAMPLES, samples.with_columns(pl.lit(stage).alias("stage"), pl.lit(ckpt["checkpoint_id"]).alias("checkpoint_id")),
                      partition)
         tables.write(SCORES_HISTORY, rows, f"{ckpt['checkpoint_id']}__{benchmark}")
+        tables.write(SAMPLES_HISTORY, samples.select("split", "item_id", "score"), f"{ckpt['checkpoint_id']}__{benchmark}")
         tables.write(SCORES, rows, partition)
         main = rows.filter(pl.col("subset") == "all").head(1)
         lineage = render_explain(explain(tables, benchmark, ckpt["checkpoint_id"]))
