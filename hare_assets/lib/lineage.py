@@ -16,6 +16,7 @@ checkpoints: score deltas, tokens per source/shard/topic, shards added or remove
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -50,8 +51,11 @@ class LineageError(LookupError):
 
 
 def checkpoint_id(stage: str, config: Any, data_fingerprint: str, parent: str | None) -> str:
-    """Names a checkpoint by what determines its weights: the training config, the data and the parent."""
-    blob = json.dumps([config.fingerprint(), data_fingerprint, parent], sort_keys=True)
+    """Names a checkpoint by what determines its weights: the training config, the data and the parent.
+
+    The parent counts by its id, not by the folder its weights lie in, so the same training gets
+    the same id under any HARE_HOME (a copied artifact store, a cluster's volume)."""
+    blob = json.dumps([dataclasses.replace(config, init_from=None).fingerprint(), data_fingerprint, parent], sort_keys=True)
     return f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 

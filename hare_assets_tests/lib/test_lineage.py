@@ -109,3 +109,16 @@ def test_a_score_is_compared_with_the_previous_checkpoint_of_its_stage(store):
     assert previous_evaluated(store, "stage2", "arc", "stage2-cccc") == "stage2-bbbb"
     assert previous_evaluated(store, "stage2", "arc", "stage2-bbbb") is None
     assert previous_evaluated(store, "stage1", "arc", "stage1-aaaa") is None
+
+
+def test_checkpoint_ids_follow_config_data_and_parent_not_paths():
+    from hare_assets.lib.lineage import checkpoint_id
+    from hare_assets.lib.training import TrainConfig
+
+    here = TrainConfig(data="/a/packed/stage2", out_dir="/a/ckpt", init_from="/a/ckpt/stage1/stage1-x/checkpoint")
+    there = TrainConfig(data="/b/packed/stage2", out_dir="/b/ckpt", init_from="/b/ckpt/stage1/stage1-x/checkpoint")
+    same = checkpoint_id("stage2", here, "data-fp", "stage1-x")
+    assert same.startswith("stage2-") and same == checkpoint_id("stage2", there, "data-fp", "stage1-x")
+    assert checkpoint_id("stage2", here, "data-fp", "stage1-y") != same  # another parent
+    assert checkpoint_id("stage2", here, "other-data", "stage1-x") != same
+    assert checkpoint_id("stage2", TrainConfig(data="/a", out_dir="/a", init_from=here.init_from, lr=1e-3), "data-fp", "stage1-x") != same
