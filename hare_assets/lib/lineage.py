@@ -162,14 +162,16 @@ def item_changes(tables: TableStore, ckpt_a: str, ckpt_b: str, examples: int = 5
     """Per benchmark both checkpoints were scored on: how many items scored higher, lower or the
     same on the main metric from a to b, whether a changed item has a contamination hit, and a
     few ids of each. A shifted score is then a list of items to read, not just a number."""
-    contaminated = (set(tables.read(HITS, columns=["benchmark", "item_id"]).iter_rows()) if tables.exists(HITS) else set())
+    parts = set(tables.partitions(SAMPLES_HISTORY))
+    scored_a = sorted(p.split("__", 1)[1] for p in parts if p.startswith(f"{ckpt_a}__"))
+    pairs = [benchmark for benchmark in scored_a if f"{ckpt_b}__{benchmark}" in parts]
+    if not pairs:
+        return []
+    contaminated = set(tables.read(HITS, columns=["benchmark", "item_id"]).iter_rows()) if tables.exists(HITS) else set()
     out = []
-    for part in sorted(p for p in tables.partitions(SAMPLES_HISTORY) if p.startswith(f"{ckpt_a}__")):
-        benchmark = part.split("__", 1)[1]
-        if not tables.exists(SAMPLES_HISTORY, f"{ckpt_b}__{benchmark}"):
-            continue
-        keys = ["split", "item_id"]
-        a = tables.read(SAMPLES_HISTORY, part).select(*keys, pl.col("score").alias("a"))
+    keys = ["split", "item_id"]
+    for benchmark in pairs:
+        a = tables.read(SAMPLES_HISTORY, f"{ckpt_a}__{benchmark}").select(*keys, pl.col("score").alias("a"))
         b = tables.read(SAMPLES_HISTORY, f"{ckpt_b}__{benchmark}").select(*keys, pl.col("score").alias("b"))
         both = a.join(b, on=keys, how="inner").with_columns((pl.col("b") - pl.col("a")).alias("delta"))
         up, down = both.filter(pl.col("delta") > 1e-9), both.filter(pl.col("delta") < -1e-9)

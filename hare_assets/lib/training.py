@@ -9,7 +9,8 @@ Runtime choices: fp32 on CPU, with glibc told to keep freed memory (`keep_freed_
 on CUDA bf16 autocast over fp32 master weights, TF32, fused AdamW, optional `torch.compile`
 of the decoder. Under `accelerate launch` (GPUs) or torchrun (CPU, gloo) with several
 processes the model is wrapped in DDP by `accelerate` and each rank reads its own slice of
-every global batch: the loss trajectory is the one-process run's with the same global batch. Attention is SDPA (`presets.make_config`).
+every global batch: the loss trajectory is the one-process run's with the same global batch.
+Attention is SDPA (`presets.make_config`).
 
 Files under `out_dir`:
 
@@ -182,6 +183,13 @@ class DataOrder:
 _UNSHIFTED_RANGE = (1e-30, 1e30)
 
 
+def _exp_columns_shifted(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`exp(logits - column max)` in place, column sums and the column maxima."""
+    top = logits.amax(dim=0)
+    probs = logits.sub_(top).exp_()
+    return probs, probs.sum(dim=0), top
+
+
 def _exp_columns_unshifted(
     logits: torch.Tensor, recompute: Callable[[torch.Tensor], torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -198,11 +206,7 @@ def _exp_columns_unshifted(
     low, high = _UNSHIFTED_RANGE
     redo = (~((norm > low) & (norm < high))).nonzero().squeeze(1)  # NaN/inf fail the test too
     if redo.numel():
-        again = recompute(redo)
-        top[redo] = again.amax(dim=0)
-        again = again.sub_(top[redo]).exp_()
-        probs[:, redo] = again
-        norm[redo] = again.sum(dim=0)
+        probs[:, redo], norm[redo], top[redo] = _exp_columns_shifted(recompute(redo))
     return probs, norm, top
 
 
@@ -237,9 +241,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 if shift_free:
                     probs, norm, top = _exp_columns_unshifted(logits, lambda redo: (w @ hc[redo].t()).float())
                 else:
-                    top = logits.amax(dim=0)
-                    probs = logits.sub_(top).exp_()
-                    norm = probs.sum(dim=0)
+                    probs, norm, top = _exp_columns_shifted(logits)
                 total += (top + norm.log() - picked).sum()
                 # N × d(mean loss)/d(logits) = softmax - onehot, in place in the logits buffer
                 probs.div_(norm)

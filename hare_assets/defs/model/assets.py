@@ -276,11 +276,13 @@ def train_config(profile: Profile, stage: str, root, init_from: str | None) -> T
 
 def _rescan(tables: TableStore, samples: pl.DataFrame, integrity: IntegrityConfig) -> list[dict]:
     """Samples (with text) that reach their dataset's decontamination rule."""
-    bad = []
+    bad, indexes = [], {}  # one load per n: D1 and D2 share theirs
     unique = samples.unique(["dataset", "doc_id"])
     for dataset in sorted(unique["dataset"].unique().to_list()):
         rows = unique.filter(pl.col("dataset") == dataset)
         rule = rule_for(integrity, dataset)
-        flagged = scan_batch(rows["text"].to_list(), load_index(tables, rule.n), rule).contaminated
+        if rule.n not in indexes:
+            indexes[rule.n] = load_index(tables, rule.n)
+        flagged = scan_batch(rows["text"].to_list(), indexes[rule.n], rule).contaminated
         bad += rows.filter(pl.Series(flagged)).select("dataset", "doc_id", "source", "shard", "row").to_dicts()
     return bad
