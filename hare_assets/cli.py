@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
+import signal
 import sys
 import time
 from pathlib import Path
 
 from hare_assets.lib.paths import PROJECT_ROOT, hare_home
+from hare_assets.lib.processes import supervise
 from hare_assets.lib.profile import DedupConfig
 
 
@@ -26,30 +27,90 @@ def _instance():
     return instance
 
 
+def _end_dead_runs(instance) -> None:
+    from hare_assets.defs.runs import end_dead_runs
+
+    for line in end_dead_runs(instance):
+        print(f"hare: {line}", file=sys.stderr)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Materialize the whole graph, partition by partition, recorded in the checkout's instance."""
+    """Materialize the whole graph in a worker process that this one can always stop: Ctrl-C or SIGTERM
+    marks the worker's run canceling, interrupts it, and after a short grace kills it and every job it
+    started, then ends its runs and frees their pool slots."""
+    from hare_assets.defs.runs import ACTIVE, PID_TAG, end_run
+    from hare_assets.lib.profile import load_profile
+
+    load_profile(args.profile)  # a bad profile is a one-line message here, before any process starts
+    instance = _instance()
+    _end_dead_runs(instance)
+    worker = [sys.executable, "-m", "hare_assets.cli", "demo", "--worker"]
+    worker += ["--profile", args.profile] if args.profile else []
+    worker += ["--fresh"] if args.fresh else []
+
+    def runs_of(pid: int):
+        from dagster._core.storage.dagster_run import RunsFilter
+
+        return instance.get_runs(RunsFilter(statuses=ACTIVE, tags={PID_TAG: str(pid)}))
+
+    def cancel(signum: int, pid: int) -> None:
+        for run in runs_of(pid):
+            instance.report_run_canceling(run, message=f"{signal.Signals(signum).name} received by hare demo")
+
+    stopped: list[int] = []
+    code = supervise(worker, on_signal=lambda signum, pid: (stopped.append(pid), cancel(signum, pid)))
+    for pid in stopped:
+        for run in runs_of(pid):
+            freed = end_run(instance, run, "hare demo was stopped by a signal", canceled=True)
+            print(f"hare: run {run.run_id[:8]} ({run.job_name}) canceled, {freed} pool slot(s) freed", file=sys.stderr)
+    if code > 128:
+        print("hare demo stopped; finished work is kept and `hare demo` resumes from it", file=sys.stderr)
+    return code
+
+
+def demo_worker(args: argparse.Namespace) -> int:
+    """The demo itself: each job and partition in dependency order, skipping what an earlier run of the
+    same plan finished (`--fresh`: everything), recorded in the checkout's instance."""
     import dagster as dg
+    from dagster._core.utils import make_new_run_id
 
     from hare_assets.defs import graph
     from hare_assets.defs.curate.partitions import TOPICS
+    from hare_assets.defs.resume import ResumeCheck, plan_fingerprint, plan_tags
+    from hare_assets.defs.runs import PoolWatch, owner_tags
     from hare_assets.defs.synthesize.partitions import task_partitions
     from hare_assets.lib.profile import load_profile
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # outside a run, SIGTERM stops like Ctrl-C
     profile = load_profile(args.profile)
     defs = graph.build_definitions(profile)
     instance = _instance()
     started = time.perf_counter()
-    print(f"hare demo: profile {profile.name!r}, data under {hare_home()}")
+    home = hare_home()
+    plan = plan_fingerprint(profile)
+    resume = ResumeCheck(instance, defs, plan, home)
+    tags = {**owner_tags(), **plan_tags(plan, home)}
+    print(f"hare demo: profile {profile.name!r}, data under {home}")
     benchmarks = profile.integrity.benchmarks
 
     # The terminal gets one summary line per asset and the jobs' own progress; the full event log is in the UI.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     os.environ.setdefault("TQDM_DISABLE", "1")
+    skipped: dict[str, int] = {}
 
     def run(job: str, partition: str | dg.MultiPartitionKey | None = None) -> bool:
-        result = defs.resolve_job_def(job).execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
-                                                              run_config=quiet)
-        _report(result, f"{job}[{partition}]" if partition else job, time.perf_counter() - started)
+        job_def = defs.resolve_job_def(job)
+        keys = sorted(job_def.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
+        pending = keys if args.fresh else resume.pending(keys, str(partition) if partition else None)
+        if not pending:
+            skipped[job] = skipped.get(job, 0) + 1
+            return True
+        run_id = make_new_run_id()
+        with PoolWatch(instance, run_id, lambda line: print(f"  {line}", flush=True)):
+            result = job_def.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
+                                                run_config=quiet, run_id=run_id, tags=tags,
+                                                asset_selection=pending if len(pending) < len(keys) else None)
+        _report(result, instance, f"{job}[{partition}]" if partition else job, time.perf_counter() - started)
         return result.success
 
     # In dependency order; topic partitions exist only once curate_corpus has clustered.
@@ -67,6 +128,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for step in steps:
         if not all(run(job, key) for job, key in step()):
             return 1
+    if skipped:
+        print("done before by this plan, skipped: " + ", ".join(f"{job} x{n}" for job, n in skipped.items()))
     print(f"done in {time.perf_counter() - started:.0f}s. Next: hare explain {benchmarks[0]}; hare diff stage1 stage2; "
           "hare sql \"SELECT * FROM contamination_hits\"; hare ui")
     return 0
@@ -80,7 +143,13 @@ def _short(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _report(result, name: str, elapsed: float) -> None:
+def _report(result, instance, name: str, elapsed: float) -> None:
+    """One status line per run, one summary line per materialization, and one line for each warning the
+    assets logged and for each failure (its root cause, not a traceback); the full log is in the UI."""
+    import logging
+
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
     status = "ok" if result.success else "FAILED"
     lines = [f"  [{elapsed:5.0f}s] {name}: {status}"]
     for event in result.get_asset_materialization_events():
@@ -90,10 +159,18 @@ def _report(result, name: str, elapsed: float) -> None:
         shown = accounting.value if accounting else ", ".join(
             f"{k} {_short(mat.metadata[k].value)}" for k in _SUMMARY if k in mat.metadata)
         lines.append(f"    {mat.asset_key.to_user_string()}{partition}: {shown}")
+    for entry in instance.all_logs(result.run_id):
+        if entry.dagster_event is None and entry.level >= logging.WARNING:
+            lines.append(f"    {logging.getLevelName(entry.level).lower()}: {entry.user_message}")
     for event in result.all_events:
-        if event.is_failure and event.event_specific_data is not None and getattr(event.event_specific_data, "error", None):
-            lines.append(f"    error: {event.event_specific_data.error.message.strip()}")
-    print("\n".join(lines))
+        error = getattr(event.event_specific_data, "error", None) if event.is_step_failure else None
+        if error is not None:
+            while error.cause is not None:  # the user's exception, not Dagster's wrapper around it
+                error = error.cause
+            interrupted = error.cls_name == DagsterExecutionInterruptedError.__name__
+            message = "interrupted (Ctrl-C or SIGTERM)" if interrupted else f"{error.message.strip()}"
+            lines.append(f"    {event.step_key}: {message}")
+    print("\n".join(lines), flush=True)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -120,10 +197,41 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    _instance()  # creates storage and sets the gpu pool before the server starts
+    """`dagster dev` in its own session: SIGTERM or Ctrl-C stops it and, after a short grace, every
+    process it started (webserver, daemon, code servers, run workers)."""
+    instance = _instance()  # creates storage and sets the gpu pool before the server starts
+    _end_dead_runs(instance)
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
-    print(f"Dagster UI on http://{args.host}:{args.port} (instance {os.environ['DAGSTER_HOME']})")
-    return subprocess.call(cmd, cwd=os.environ["DAGSTER_HOME"])  # dagster.yaml's storage paths are relative to it
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {os.environ['DAGSTER_HOME']})", flush=True)
+    return supervise(cmd, cwd=os.environ["DAGSTER_HOME"])  # dagster.yaml's storage paths are relative to it
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Runs in progress, whether their process is alive, and the pool slots they hold; `--end` ends one."""
+    from hare_assets.defs.runs import active_runs, end_run, slot_waits
+    from hare_assets.lib.processes import stop_tree
+
+    instance = _instance()
+    found = active_runs(instance)
+    if args.end:
+        matches = [f for f in found if f.run.run_id.startswith(args.end)]
+        if len(matches) != 1:
+            raise LookupError(f"{len(matches)} runs in progress match {args.end!r}: give more of the id (`hare runs` lists them)")
+        target = matches[0]
+        if target.alive and target.process and target.process.local:
+            stop_tree(target.process.pid)
+        freed = end_run(instance, target.run, "ended with `hare runs --end`", canceled=True)
+        print(f"{target.label}: canceled, {freed} pool slot(s) freed")
+        return 0
+    if not found:
+        print("no run in progress")
+    for f in found:
+        state = {True: "alive", False: "process gone (the next hare demo/ui ends it)", None: "process not checkable from here"}[f.alive]
+        pid = f"pid {f.process.pid}" if f.process else "pid unknown"
+        print(f"{f.label}: {f.run.status.value.lower()}, {pid}, {state}")
+    for _, _, message in slot_waits(instance):
+        print(message)
+    return 0
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:
@@ -188,7 +296,13 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="materialize the whole graph (default profile: demo)")
     demo.add_argument("--profile", help="profile name or YAML path (default: $HARE_PROFILE or demo)")
-    demo.set_defaults(func=cmd_demo)
+    demo.add_argument("--fresh", action="store_true", help="recompute every asset, even those an earlier run of the same plan finished")
+    demo.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # the supervised process that does the work
+    demo.set_defaults(func=lambda a: demo_worker(a) if a.worker else cmd_demo(a))
+
+    runs = sub.add_parser("runs", help="runs in progress: process alive or gone, pool slots held, steps waiting")
+    runs.add_argument("--end", metavar="RUN_ID", help="end this run (id or prefix): stop its process, mark it canceled, free its slots")
+    runs.set_defaults(func=cmd_runs)
 
     sql = sub.add_parser("sql", help="query every materialized table with DuckDB SQL; no query lists the tables")
     sql.add_argument("query", nargs="?")

@@ -14,6 +14,7 @@ from hare_assets.defs.integrity.assets import BENCHMARK_SETS, DECONTAMINATED, HI
 from hare_assets.defs.integrity.partitions import benchmark_partitions
 from hare_assets.defs.model.assets import CHECKPOINT, MIXTURE, PACKED, build_model_assets
 from hare_assets.defs.resources import GeneratorResource, HareStorage, JobLauncher
+from hare_assets.defs.runs import run_health_sensor
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS, build_synthesize_assets
 from hare_assets.defs.synthesize.partitions import task_partitions
 from hare_assets.lib.lineage import SCORES
@@ -86,7 +87,7 @@ def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitio
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=sensors,
+        sensors=[*sensors, run_health_sensor],
         schedules=schedules,
         resources={"storage": HareStorage(root=home or hare_home()), "generator": generator, "launcher": launcher_resource(profile)},
         executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),

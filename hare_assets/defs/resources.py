@@ -4,15 +4,22 @@ launcher that runs training and evaluation jobs through Dagster Pipes."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 import yaml
+from dagster._core.errors import DagsterExecutionInterruptedError, DagsterPipesExecutionError
+from dagster._core.pipes.utils import open_pipes_session
 from pydantic import Field
 
-from hare_assets.lib.generation import Generator, GenerationCache, build_backend
+from hare_assets.lib.generation import GenerationCache, Generator, build_backend
 from hare_assets.lib.paths import PROJECT_ROOT, artifacts_dir
+from hare_assets.lib.processes import die_with_parent, stop_tree
 from hare_assets.lib.storage import TableStore
 
 
@@ -93,7 +100,7 @@ class JobLauncher(dg.ConfigurableResource):
             env: dict[str, str] | None = None, distributed: bool = False) -> dg.PipesClientCompletedInvocation:
         env = {k: v for k, v in (env or {}).items() if v is not None}
         if self.launcher == "subprocess":
-            return dg.PipesSubprocessClient().run(
+            return JobProcessClient().run(
                 command=self.command(module, config, distributed=distributed), context=context, cwd=str(PROJECT_ROOT),
                 env=env)
         if self.launcher == "k8s":
@@ -132,3 +139,30 @@ def load_pod_spec(path: str | None) -> dict | None:
     file = Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
     spec = yaml.safe_load(file.read_text(encoding="utf-8"))
     return spec.get("spec", spec) if isinstance(spec, dict) else None
+
+
+class JobProcessClient(dg.PipesSubprocessClient):
+    """`PipesSubprocessClient` whose job cannot outlive its run: the job dies with the process that
+    launched it (SIGTERM on its parent's death, so torchrun still stops its ranks), and an interrupted
+    step (Ctrl-C, SIGTERM, a run terminated from the UI) stops the job's whole process tree, with
+    SIGKILL after a short grace, instead of one SIGINT and a 20 s wait. Training keeps its last saved
+    state; the next run resumes from it."""
+
+    def run(self, *, context: dg.AssetExecutionContext, command: Sequence[str], env: dict[str, str] | None = None,
+            cwd: str | None = None, extras=None) -> dg.PipesClientCompletedInvocation:  # type: ignore[override]
+        with open_pipes_session(context=context, context_injector=self.context_injector, message_reader=self.message_reader,
+                                extras=extras) as session:
+            process = subprocess.Popen(
+                command, cwd=cwd or self.cwd, preexec_fn=die_with_parent(signal.SIGTERM),
+                env={**os.environ, **self.env, **(env or {}), **session.get_bootstrap_env_vars()},
+            )
+            try:
+                if process.wait() != 0:
+                    raise DagsterPipesExecutionError(f"{command[2] if len(command) > 2 else command[0]} exited with code "
+                                                        f"{process.returncode}; its output above says why")
+            except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+                killed = stop_tree(process.pid, first=signal.SIGTERM, grace=3.0)
+                context.log.warning(f"interrupted: job process {process.pid} stopped"
+                                    + (f" ({killed} process(es) killed after 3 s)" if killed else ""))
+                raise
+        return dg.PipesClientCompletedInvocation(session)

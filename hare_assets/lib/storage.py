@@ -9,9 +9,14 @@ readers never see half a file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
+import re
+import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import fsspec
@@ -20,6 +25,52 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 UNPARTITIONED = "_all"
+SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+class OutOfSpaceError(OSError):
+    """A write that failed for lack of space or a file-size limit. The previous version is intact."""
+
+
+def space_errno(exc: BaseException) -> int | None:
+    """ENOSPC, EFBIG or EDQUOT if `exc` (or what caused it) is a failed write for lack of space.
+
+    torch.save reports the OSError only as the context of a RuntimeError, safetensors only in its
+    message ("os error 27"), so the chain and the messages are both read."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in SPACE_ERRNOS:
+            return exc.errno
+        found = re.search(r"os error (\d+)|\[Errno (\d+)\]", str(exc))
+        if found and int(found.group(1) or found.group(2)) in SPACE_ERRNOS:
+            return int(found.group(1) or found.group(2))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def out_of_space_message(path: str, needed: int | None, code: int) -> str:
+    why = "the file size limit (ulimit -f) was reached" if code == errno.EFBIG else "no space is left on the device"
+    folder = os.path.dirname(path) or "."
+    free = ""
+    with contextlib.suppress(OSError):
+        free = f", {shutil.disk_usage(folder).free:,} free there"
+    size = f"needs about {needed:,} bytes{free}" if needed is not None else f"{free.lstrip(', ') or 'size unknown'}"
+    return f"cannot write {path}: {why} ({size}). Free space or raise the limit, then run again; the previous version is intact."
+
+
+@contextlib.contextmanager
+def space_guard(path: str | os.PathLike, needed: int | None = None) -> Iterator[None]:
+    """Turn a write that fails for lack of space into an `OutOfSpaceError` naming the path and the bytes needed."""
+    try:
+        yield
+    except OutOfSpaceError:
+        raise
+    except Exception as exc:
+        code = space_errno(exc)
+        if code is None:
+            raise
+        raise OutOfSpaceError(code, out_of_space_message(str(path), needed, code)) from exc
 
 
 @dataclass(frozen=True)
@@ -51,21 +102,22 @@ class TableStore:
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
     def write(self, table: str, frame: pl.DataFrame, partition: str | None = None) -> str:
-        """Write atomically: temporary file in the same folder, then rename over the target."""
+        """Write atomically: temporary file in the same folder, then rename over the target. The file is
+        encoded first, so a full disk or a file-size limit fails with the exact bytes it needed."""
         fs, target = self.fs, self.path(table, partition)
-        fs.makedirs(self.table_dir(table), exist_ok=True)
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        data = buffer.getbuffer()
         try:
-            if self.is_local:
-                frame.write_parquet(tmp, compression="zstd", statistics=True)
-                with open(tmp, "rb+") as fh:  # durable before it becomes visible
-                    os.fsync(fh.fileno())
-            else:
-                buffer = io.BytesIO()
-                frame.write_parquet(buffer, compression="zstd", statistics=True)
+            with space_guard(self.url(table, partition), data.nbytes):
+                fs.makedirs(self.table_dir(table), exist_ok=True)
                 with fs.open(tmp, "wb") as fh:
-                    fh.write(buffer.getvalue())
-            fs.mv(tmp, target)
+                    fh.write(data)
+                    if self.is_local:  # durable before it becomes visible
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                fs.mv(tmp, target)
         finally:
             if fs.exists(tmp):
                 fs.rm(tmp)

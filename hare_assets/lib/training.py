@@ -46,8 +46,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.packing import PackedDataset
 from hare_assets.lib.presets import make_config
+from hare_assets.lib.storage import space_guard
 from hare_assets.lib.tokenizer import encoder
 
 STATE_FILE = "state.pt"
@@ -308,11 +310,24 @@ def build_model(config: TrainConfig) -> nn.Module:
     return MistralForCausalLM(make_config(config.preset, **config.model)).float()
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) state: what a save of it needs on disk, give or take headers."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
 def _atomic_torch_save(payload: Any, target: Path) -> None:
+    """Save through a Python file (so a full disk surfaces as OSError), fsync, then rename into place."""
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        torch.save(payload, tmp)
-        with open(tmp, "rb+") as fh:
+        with space_guard(target, tensor_bytes(payload)), open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     finally:
@@ -339,14 +354,15 @@ def save_checkpoint(lm: nn.Module, target: str | Path, info: dict[str, Any] | No
     target = Path(target)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        lm.save_pretrained(tmp, state_dict=state_dict)
-        enc = encoder(tokenizer)
-        enc.save(tmp)
-        if enc.sentencepiece:
-            config = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
-                      "unk_token": "<unk>", "model_max_length": lm.config.max_position_embeddings}
-            (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
-        (tmp / TRAINING_INFO).write_text(json.dumps(info or {}, indent=1, default=str))
+        with space_guard(target, tensor_bytes(state_dict if state_dict is not None else lm.state_dict())):
+            lm.save_pretrained(tmp, state_dict=state_dict)
+            enc = encoder(tokenizer)
+            enc.save(tmp)
+            if enc.sentencepiece:
+                config = {"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+                          "unk_token": "<unk>", "model_max_length": lm.config.max_position_embeddings}
+                (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
+            (tmp / TRAINING_INFO).write_text(json.dumps(info or {}, indent=1, default=str))
         _replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -640,6 +656,7 @@ def _train(config, log, on_metrics, started) -> TrainResult:
             t = time.perf_counter()
             save_state()
             save_seconds += time.perf_counter() - t
+            failpoint("training")
             window_start += time.perf_counter() - t
     loop_seconds = time.perf_counter() - loop_start - save_seconds
 

@@ -63,3 +63,32 @@ def test_catalog_views_over_partitions(tmp_path):
     store.write("clean_documents", pl.DataFrame({"source": ["b"], "n": [2]}), "b")
     con = open_catalog(store)
     assert con.execute("SELECT source, n FROM clean_documents ORDER BY n").fetchall() == [("a", 1), ("b", 2)]
+
+
+# Writes a larger version of a partition under a file-size limit (ulimit -f) and prints what happened.
+_LIMITED_WRITE = """
+import resource, sys, polars as pl
+from hare_assets.lib.storage import OutOfSpaceError, TableStore
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+frame = pl.DataFrame({"n": range(300_000), "text": [f"row {i} of a bigger table" for i in range(300_000)]})
+try:
+    TableStore(sys.argv[1]).write("docs", frame, "s")
+except OutOfSpaceError as exc:
+    print(exc.strerror)
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_fails_the_write_with_path_and_bytes_and_keeps_the_previous_file(tmp_path):
+    store = TableStore(str(tmp_path))
+    store.write("docs", pl.DataFrame({"n": [0], "text": ["previous"]}), "s")
+    before = (tmp_path / "docs" / "s.parquet").read_bytes()
+    proc = subprocess.run([sys.executable, "-c", _LIMITED_WRITE, str(tmp_path), str(256 * 1024)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    message = proc.stdout.strip()
+    needed = int(message.split("needs about ")[1].split(" bytes")[0].replace(",", ""))
+    assert message.startswith(f"cannot write {tmp_path / 'docs' / 's.parquet'}: the file size limit (ulimit -f) was reached")
+    assert needed > 256 * 1024 and "the previous version is intact" in message
+    assert (tmp_path / "docs" / "s.parquet").read_bytes() == before
+    assert store.read("docs", "s").to_dicts() == [{"n": 0, "text": "previous"}]
+    assert not list((tmp_path / "docs").glob("*.tmp-*")), "the partial temporary file is removed"

@@ -217,3 +217,41 @@ def test_stage2_starts_from_stage1_weights_through_dagster_pipes(stage1, tmp_pat
     curve = [loss for _, loss in metadata["loss_curve"].value]
     assert len(curve) == 3 and curve[0] < stage1_result.loss_curve[0] - 3  # not a fresh model
     assert math.isclose(metadata["final_loss"].value, curve[-1]) and metadata["tokens_per_s"].value > 0
+
+
+# Saves a checkpoint and a training state over existing ones under a file-size limit (ulimit -f).
+_LIMITED_SAVE = """
+import resource, sys, torch
+from pathlib import Path
+from transformers import AutoModelForCausalLM
+from hare_assets.lib.storage import OutOfSpaceError
+from hare_assets.lib.training import _atomic_torch_save, save_checkpoint
+run = Path(sys.argv[1])
+lm = AutoModelForCausalLM.from_pretrained(run / "checkpoint")
+state = torch.load(run / "state.pt", weights_only=False)
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+for save in (lambda: save_checkpoint(lm, run / "checkpoint"), lambda: _atomic_torch_save(state, run / "state.pt")):
+    try:
+        save()
+        print("saved")
+    except OutOfSpaceError as exc:
+        print(exc.strerror)
+"""
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_an_error_and_keeps_the_previous_files(stage1, tmp_path):
+    import shutil
+
+    config, result, _ = stage1
+    run = tmp_path / "run"
+    shutil.copytree(config.out_dir, run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    proc = subprocess.run([sys.executable, "-c", _LIMITED_SAVE, str(run)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    checkpoint_line, state_line = proc.stdout.strip().splitlines()
+    weights = sum(p.stat().st_size for p in (run / "checkpoint").glob("*.safetensors"))
+    for line, target in ((checkpoint_line, run / "checkpoint"), (state_line, run / "state.pt")):
+        assert line.startswith(f"cannot write {target}: the file size limit (ulimit -f) was reached"), line
+        assert int(line.split("needs about ")[1].split(" bytes")[0].replace(",", "")) >= 0.9 * weights
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before, "a failed save must leave the previous checkpoint and state byte for byte"

@@ -12,8 +12,9 @@ from hare_assets.defs.ingest.assets import RAW
 from hare_assets.defs.metadata import count_table, frame_markdown, reason_table
 from hare_assets.defs.resources import HareStorage
 from hare_assets.lib.accounting import Account
-from hare_assets.lib.dedup import MinHashParams
 from hare_assets.lib.curation import clean_frame, deduplicate_frame
+from hare_assets.lib.dedup import MinHashParams
+from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.profile import Profile, SourceConfig
 
 CLEAN = "clean_documents"
@@ -53,6 +54,7 @@ def build_curate_assets(profile: Profile, partitions: dg.PartitionsDefinition) -
         seconds = time.perf_counter() - started
         tables.write(f"{CLEAN}__quarantine", result.quarantine, source.name)
         tables.write(f"{CLEAN}__removed", result.removed, source.name)
+        failpoint("clean")
         tables.write(CLEAN, result.kept, source.name)
         removed = tables.read(f"{CLEAN}__removed", source.name, columns=["reason"])
         account = Account(
@@ -103,6 +105,7 @@ def build_curate_assets(profile: Profile, partitions: dg.PartitionsDefinition) -
         result = deduplicate_frame(docs, profile, params, log=context.log.info)
         seconds = time.perf_counter() - started
         tables.write(f"{DEDUP}__removed", result.removed, None)
+        failpoint("dedup")
         tables.write(DEDUP, result.kept, None)
         removed = tables.read(f"{DEDUP}__removed", columns=["reason", "source"])
         account = Account(

@@ -7,6 +7,7 @@ from hare_assets.defs.metadata import count_table, reason_table
 from hare_assets.defs.resources import HareStorage
 from hare_assets.lib import schemas
 from hare_assets.lib.accounting import Account
+from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.profile import Profile
 from hare_assets.lib.readers import list_shards, read_shard
 
@@ -47,6 +48,7 @@ def build_ingest_assets(profile: Profile, partitions: dg.PartitionsDefinition) -
         tables = storage.tables
         quarantine_frame = schemas.frame(quarantine, schemas.QUARANTINE)
         tables.write(QUARANTINE, quarantine_frame, source.name)
+        failpoint("ingest")
         tables.write(RAW, schemas.frame(docs, schemas.DOCUMENTS), source.name)
         account = Account(
             rows_in=records,

@@ -30,6 +30,7 @@ from hare_assets.lib.contamination import (
     rule_for,
 )
 from hare_assets.lib.decontam import DecontamRule, NgramIndex, scan_batch
+from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.profile import Profile
 from hare_assets.lib.storage import TableStore
 
@@ -144,6 +145,7 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
         seconds = time.perf_counter() - started
         tables.write(f"{asset}__hits", result.hits, partition)
         tables.write(f"{asset}__removed", result.removed, partition)
+        failpoint(f"decontaminate_{dataset}")
         tables.write(asset, result.kept, partition)
         removed = tables.read(f"{asset}__removed", partition, columns=["reason"])
         account = Account(rows_in=frame.height, rows_out=tables.num_rows(asset, partition),

@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.generation.cache import GenerationCache, cache_key
 from hare_assets.lib.generation.types import (
     Backend,
@@ -100,6 +101,7 @@ class Generator:
                 stats.generated += 1
                 stats.prompt_tokens += c.prompt_tokens
                 stats.completion_tokens += c.completion_tokens
+                failpoint("synthesis")
             else:
                 results[i] = GenerationResult(keys[i], None, outcome.error, False, outcome.attempts, meta=requests[i].meta)
                 stats.failures += 1
