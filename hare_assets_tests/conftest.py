@@ -1,11 +1,14 @@
 """Shared fixtures: the real data folder (HARE_REAL_DATA) and isolated storage roots."""
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from hare_assets.cli import main
 from hare_assets.lib.paths import PROJECT_ROOT
+from hare_assets.lib.storage import TableStore
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +29,18 @@ def real_data() -> Path:
 @pytest.fixture
 def home(tmp_path: Path) -> str:
     return str(tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`hare demo` uninterrupted into a fresh HARE_HOME and a fresh Dagster instance (once per session)."""
+    root = tmp_path_factory.mktemp("demo")
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HARE_HOME", str(root / "data"))
+    mp.setenv("DAGSTER_HOME", str(root))
+    mp.setenv("HARE_CACHE", str(root / "cache"))
+    mp.chdir(root)
+    assert main(["demo", "--profile", "demo"]) == 0
+    yield TableStore(str(root / "data")), root
+    mp.undo()

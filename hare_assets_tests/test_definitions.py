@@ -98,7 +98,7 @@ def test_jobs_and_resources():
     assert {job.name for job in defs.jobs} >= {"curate_sources", "curate_corpus", "synthesize_topic", "build_tasks",
                                                "load_benchmark", "decontaminate", "train_stage", "evaluate_checkpoint"}
     assert {"storage", "generator", "launcher"} <= set(defs.resources)
-    assert {s.name for s in defs.sensors} == {"new_shards_sensor"}
+    assert {s.name for s in defs.sensors} == {"new_shards_sensor", "run_health_sensor"}
     assert {s.name for s in defs.schedules} == {"weekly_rebuild"}
 
 

@@ -1,31 +1,19 @@
 """`hare demo` end to end on the embedded demo corpus: every planted problem is caught by its stage."""
 
 import json
-import shutil
 
 import polars as pl
 import pytest
 
 from hare_assets.cli import main
-from hare_assets.lib.paths import DEMO_DIR, PROJECT_ROOT
-from hare_assets.lib.storage import TableStore
+from hare_assets.lib.paths import DEMO_DIR
 
 PLANTED = json.loads((DEMO_DIR / "planted.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory):
-    """Run `hare demo` into a fresh HARE_HOME and a fresh Dagster instance."""
-    root = tmp_path_factory.mktemp("demo")
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HARE_HOME", str(root / "data"))
-    mp.setenv("DAGSTER_HOME", str(root))
-    mp.setenv("HARE_CACHE", str(root / "cache"))
-    mp.chdir(root)
-    assert main(["demo", "--profile", "demo"]) == 0
-    yield TableStore(str(root / "data")), root
-    mp.undo()
+@pytest.fixture
+def demo_home(demo_run):
+    return demo_run
 
 
 def _key(row: dict) -> tuple:

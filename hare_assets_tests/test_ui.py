@@ -255,3 +255,31 @@ def test_ui_loads_the_graph_and_materializes_one_partition(playwright_api, dagst
             raise
         finally:
             context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_hare_ui_ends_dagster_dev_and_every_child_on_a_signal(signum, tmp_path):
+    """`hare ui` as a user starts it; SIGTERM (a service manager) or SIGINT (Ctrl-C) ends it and every
+    process under it (webserver, daemon, code servers) within 10 s."""
+    import psutil
+
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    env = dict(os.environ, DAGSTER_HOME=str(tmp_path), HARE_HOME=str(tmp_path / "data"), HARE_CACHE=str(tmp_path / "cache"),
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    port = _free_port()
+    log = tmp_path / "hare-ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "hare_assets.cli", "ui", "--port", str(port)], env=env, cwd=tmp_path,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until_served(proc, f"http://127.0.0.1:{port}", log)
+        members = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert len(members) >= 4, f"hare, dagster dev, webserver, daemon, code server: {[p.cmdline()[:4] for p in members]}"
+        sent = time.monotonic()
+        os.kill(proc.pid, signum)
+        assert proc.wait(timeout=15) == 128 + signum
+        _, alive = psutil.wait_procs(members, timeout=max(0.1, 10 - (time.monotonic() - sent)))
+        assert not alive, f"still running 10 s after {signal.Signals(signum).name}: {[p.pid for p in alive]}\n{_log_tail(log)}"
+    finally:
+        _stop(proc)

@@ -184,9 +184,9 @@ class PoolWatch:
         while not self._stop.wait(wait):
             wait = self.every
             try:
+                report_waits(self.instance, self.run_id, self.echo)
                 for line in end_dead_runs(self.instance):
                     self.echo(line)
-                report_waits(self.instance, self.run_id, self.echo)
             except Exception as exc:  # the watch must never take the run down with it
                 self.echo(f"(pool watch: {exc})")
 
@@ -195,8 +195,8 @@ class PoolWatch:
            description="Once a minute: ends runs whose process is gone (marked failed, pool slots freed) and writes "
                        "into each run that waits for a pool slot which run holds it and since when.")
 def run_health_sensor(context: dg.SensorEvaluationContext):
+    waiting = report_waits(context.instance)  # first: a wait on a dead run's slot is said before the slot is freed
     ended = end_dead_runs(context.instance)
     for line in ended:
         context.log.warning(line)
-    waiting = report_waits(context.instance)
     return dg.SkipReason(f"{len(ended)} dead run(s) ended, {waiting} step(s) waiting for a pool slot")

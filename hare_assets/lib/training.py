@@ -46,10 +46,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from hare_assets.lib.diskspace import space_guard
 from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.packing import PackedDataset
 from hare_assets.lib.presets import make_config
-from hare_assets.lib.storage import space_guard
 from hare_assets.lib.tokenizer import encoder
 
 STATE_FILE = "state.pt"

@@ -68,7 +68,8 @@ def test_catalog_views_over_partitions(tmp_path):
 # Writes a larger version of a partition under a file-size limit (ulimit -f) and prints what happened.
 _LIMITED_WRITE = """
 import resource, sys, polars as pl
-from hare_assets.lib.storage import OutOfSpaceError, TableStore
+from hare_assets.lib.diskspace import OutOfSpaceError
+from hare_assets.lib.storage import TableStore
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 frame = pl.DataFrame({"n": range(300_000), "text": [f"row {i} of a bigger table" for i in range(300_000)]})
 try:

@@ -224,7 +224,7 @@ _LIMITED_SAVE = """
 import resource, sys, torch
 from pathlib import Path
 from transformers import AutoModelForCausalLM
-from hare_assets.lib.storage import OutOfSpaceError
+from hare_assets.lib.diskspace import OutOfSpaceError
 from hare_assets.lib.training import _atomic_torch_save, save_checkpoint
 run = Path(sys.argv[1])
 lm = AutoModelForCausalLM.from_pretrained(run / "checkpoint")

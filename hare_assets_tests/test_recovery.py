@@ -1,0 +1,157 @@
+"""Fault injection on the real demo graph: `hare demo` (a real process) is stopped inside each kind of
+step by SIGKILL, SIGTERM or SIGINT, then run again, up to the end.
+
+A failpoint (`HARE_FAILPOINT`) holds the run at a known place inside the step; the signal is real and
+goes to the `hare demo` process as a user's kill or Ctrl-C would. After each stop: every process of
+the run is gone within 10 s; a SIGTERM/SIGINT run is canceled with its slots freed; a SIGKILL run is
+ended by the next `hare demo`, which says so. At the end the tables equal those of the uninterrupted
+run in `demo_run`, training resumed from its last save, and no run or pool slot is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import psutil
+import pytest
+
+from hare_assets.lib.paths import PROJECT_ROOT
+from hare_assets.lib.storage import TableStore
+
+pytestmark = pytest.mark.slow
+
+# One point inside each kind of step, in the order a demo run reaches them.
+KINDS = ["ingest", "clean", "dedup", "embeddings", "decontaminate_d1", "synthesis", "training", "evaluation"]
+STOP_WITHIN_S = 10.0
+REACH_TIMEOUT_S = 420
+
+# Active runs and claimed pool slots of the instance in the current folder, as JSON.
+_INSTANCE_STATE = """
+import json, dagster as dg
+from hare_assets.defs.runs import ACTIVE
+instance = dg.DagsterInstance.get()
+storage = instance.event_log_storage
+print(json.dumps({
+    "active": [r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=ACTIVE))],
+    "claimed": [[s.run_id, s.step_key] for k in storage.get_concurrency_keys() for s in storage.get_concurrency_info(k).claimed_slots],
+    "statuses": {r.run_id: r.status.value for r in instance.get_runs()},
+}))
+"""
+
+
+class Demo:
+    """A demo home (data, cache, Dagster instance) and `hare demo` runs into it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
+        self.env = {**os.environ, "HARE_HOME": str(root / "data"), "DAGSTER_HOME": str(root), "HARE_CACHE": str(root / "cache"),
+                    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HARE_FAILPOINT_DIR": str(root / "failpoints"),
+                    "PYTHONUNBUFFERED": "1"}
+        (root / "failpoints").mkdir()
+        self.logs: list[str] = []
+
+    def start(self, failpoint: str | None) -> tuple[subprocess.Popen, Path]:
+        env = {**self.env, "HARE_FAILPOINT": failpoint or ""}
+        log = self.root / f"run-{len(self.logs)}-{failpoint or 'end'}.log"
+        with open(log, "w") as fh:  # its own session: our signals reach only the hare process
+            proc = subprocess.Popen([sys.executable, "-m", "hare_assets.cli", "demo", "--profile", "demo"], cwd=self.root, env=env,
+                                    stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        return proc, log
+
+    def stop_at(self, failpoint: str, signum: int) -> str:
+        proc, log = self.start(failpoint)
+        marker = self.root / "failpoints" / failpoint
+        deadline = time.monotonic() + REACH_TIMEOUT_S
+        while not marker.exists():
+            assert proc.poll() is None, f"hare demo ended (rc {proc.returncode}) before {failpoint}:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{failpoint} not reached in {REACH_TIMEOUT_S}s"
+            time.sleep(0.2)
+        members = _tree(proc.pid)
+        assert len(members) >= 2, "the supervisor and its worker"
+        sent = time.monotonic()
+        os.kill(proc.pid, signum)
+        code = proc.wait(timeout=STOP_WITHIN_S + 5)
+        _, alive = psutil.wait_procs(members, timeout=max(0.1, STOP_WITHIN_S - (time.monotonic() - sent)))
+        assert not alive, f"{signal.Signals(signum).name} at {failpoint}: still running after {STOP_WITHIN_S}s: {[p.pid for p in alive]}"
+        assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum), code
+        text = log.read_text()
+        self.logs.append(text)
+        return text
+
+    def run_to_end(self) -> str:
+        proc, log = self.start(None)
+        assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+        self.logs.append(log.read_text())
+        return self.logs[-1]
+
+    def instance_state(self) -> dict:
+        out = subprocess.run([sys.executable, "-c", _INSTANCE_STATE], cwd=self.root, env=self.env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """The hare process, its worker and every job below them (taken before the signal)."""
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def _accounting(store: TableStore) -> dict:
+    return {source: (store.num_rows("raw_documents", source), store.num_rows("clean_documents", source),
+                     store.num_rows("clean_documents__removed", source), store.num_rows("clean_documents__quarantine", source))
+            for source in store.partitions("raw_documents")}
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort(frame.columns)
+
+
+def _assert_same_tables(done: TableStore, reference: TableStore) -> None:
+    for table in ("deduplicated_documents", "decontaminated_documents"):
+        assert done.read(table)["doc_id"].sort().equals(reference.read(table)["doc_id"].sort()), table
+    assert done.read("deduplicated_documents__removed")["doc_id"].sort().equals(
+        reference.read("deduplicated_documents__removed")["doc_id"].sort())
+    assert _accounting(done) == _accounting(reference)
+    assert done.partitions("synthetic_documents") == reference.partitions("synthetic_documents")
+    for topic in reference.partitions("decontaminated_synthetic"):
+        assert done.read("decontaminated_synthetic", topic)["doc_id"].sort().equals(
+            reference.read("decontaminated_synthetic", topic)["doc_id"].sort()), topic
+    for stage in ("stage1", "stage2"):
+        assert _sorted(done.read("training_mixture__manifest", stage)).equals(_sorted(reference.read("training_mixture__manifest", stage)))
+        assert done.read("training_mixture", stage)["doc_id"].equals(reference.read("training_mixture", stage)["doc_id"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
+def test_demo_resumes_after_a_signal_inside_every_kind_of_step(signum, demo_run, tmp_path):
+    demo = Demo(tmp_path)
+    for kind in KINDS:
+        log = demo.stop_at(kind, signum)
+        state = demo.instance_state()
+        if signum == signal.SIGKILL:
+            assert len(state["active"]) == 1, f"the killed run is still marked started until the next hare command: {state}"
+        else:
+            assert state["active"] == [] and state["claimed"] == [], f"after {kind}: {state}"
+            assert next(iter(state["statuses"].values())) == "CANCELED", log[-2000:]  # the newest run
+            assert "interrupted (Ctrl-C or SIGTERM)" in log, log[-2000:]
+    if signum == signal.SIGKILL:
+        # every rerun found the run its predecessor left behind and ended it, freeing the gpu slot training held
+        for before, after in zip(KINDS, demo.logs[1:]):
+            assert "is gone: marked failed" in after, f"the run killed in {before} was not ended:\n{after[:1500]}"
+        assert "1 pool slot(s) freed" in demo.logs[KINDS.index("evaluation")]
+    final = demo.run_to_end()
+    assert "resumed from" in demo.logs[KINDS.index("evaluation")] and "at step 50" in demo.logs[KINDS.index("evaluation")]
+    assert "done before by this plan, skipped" in final
+    state = demo.instance_state()
+    assert state["active"] == [] and state["claimed"] == [], state
+    reference, _ = demo_run
+    _assert_same_tables(TableStore(str(tmp_path / "data")), reference)
