@@ -159,17 +159,22 @@ def _report(result, instance, name: str, elapsed: float) -> None:
         shown = accounting.value if accounting else ", ".join(
             f"{k} {_short(mat.metadata[k].value)}" for k in _SUMMARY if k in mat.metadata)
         lines.append(f"    {mat.asset_key.to_user_string()}{partition}: {shown}")
-    for entry in instance.all_logs(result.run_id):
-        if entry.dagster_event is None and entry.level >= logging.WARNING:
-            lines.append(f"    {logging.getLevelName(entry.level).lower()}: {entry.user_message}")
+    failures, interrupted = [], False
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None) if event.is_step_failure else None
         if error is not None:
-            while error.cause is not None:  # the user's exception, not Dagster's wrapper around it
+            while error.cause is not None and error.cls_name.startswith("Dagster"):  # the user's exception, not Dagster's wrapper
                 error = error.cause
-            interrupted = error.cls_name == DagsterExecutionInterruptedError.__name__
-            message = "interrupted (Ctrl-C or SIGTERM)" if interrupted else f"{error.message.strip()}"
-            lines.append(f"    {event.step_key}: {message}")
+            kind, _, text = error.message.strip().partition(": ")
+            if error.cls_name == DagsterExecutionInterruptedError.__name__:
+                interrupted, text = True, "interrupted (Ctrl-C or SIGTERM)"
+            failures.append(f"    {event.step_key}: {text if kind.endswith(error.cls_name) or interrupted else error.message.strip()}")
+    for entry in instance.all_logs(result.run_id):
+        if entry.dagster_event is None and entry.level >= logging.WARNING:
+            if interrupted and entry.user_message.startswith("[pipes] did not receive closed message"):
+                continue  # the job was stopped on purpose
+            lines.append(f"    {logging.getLevelName(entry.level).lower()}: {entry.user_message}")
+    lines += failures
     print("\n".join(lines), flush=True)
 
 

@@ -1,5 +1,5 @@
 """Fault injection on the real demo graph: `hare demo` (a real process) is stopped inside each kind of
-step by SIGKILL, SIGTERM or SIGINT, then run again, up to the end.
+step by SIGTERM, SIGINT and SIGKILL, and run again each time, up to the end.
 
 A failpoint (`HARE_FAILPOINT`) holds the run at a known place inside the step; the signal is real and
 goes to the `hare demo` process as a user's kill or Ctrl-C would. After each stop: every process of
@@ -54,41 +54,46 @@ class Demo:
         self.root = root
         shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
         self.env = {**os.environ, "HARE_HOME": str(root / "data"), "DAGSTER_HOME": str(root), "HARE_CACHE": str(root / "cache"),
-                    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HARE_FAILPOINT_DIR": str(root / "failpoints"),
-                    "PYTHONUNBUFFERED": "1"}
-        (root / "failpoints").mkdir()
+                    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         self.logs: list[str] = []
 
-    def start(self, failpoint: str | None) -> tuple[subprocess.Popen, Path]:
-        env = {**self.env, "HARE_FAILPOINT": failpoint or ""}
-        log = self.root / f"run-{len(self.logs)}-{failpoint or 'end'}.log"
+    def start(self, failpoint: str | None) -> tuple[subprocess.Popen, Path, Path]:
+        """A `hare demo` process; each run gets its own failpoint folder, so the same failpoint can stop it again."""
+        name = f"run-{len(self.logs):02d}-{failpoint or 'end'}"
+        markers = self.root / "failpoints" / name
+        markers.mkdir(parents=True)
+        env = {**self.env, "HARE_FAILPOINT": failpoint or "", "HARE_FAILPOINT_DIR": str(markers)}
+        log = self.root / f"{name}.log"
         with open(log, "w") as fh:  # its own session: our signals reach only the hare process
             proc = subprocess.Popen([sys.executable, "-m", "hare_assets.cli", "demo", "--profile", "demo"], cwd=self.root, env=env,
                                     stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        return proc, log
+        return proc, log, markers / (failpoint or "")
 
     def stop_at(self, failpoint: str, signum: int) -> str:
-        proc, log = self.start(failpoint)
-        marker = self.root / "failpoints" / failpoint
-        deadline = time.monotonic() + REACH_TIMEOUT_S
-        while not marker.exists():
-            assert proc.poll() is None, f"hare demo ended (rc {proc.returncode}) before {failpoint}:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{failpoint} not reached in {REACH_TIMEOUT_S}s"
-            time.sleep(0.2)
-        members = _tree(proc.pid)
-        assert len(members) >= 2, "the supervisor and its worker"
-        sent = time.monotonic()
-        os.kill(proc.pid, signum)
-        code = proc.wait(timeout=STOP_WITHIN_S + 5)
-        _, alive = psutil.wait_procs(members, timeout=max(0.1, STOP_WITHIN_S - (time.monotonic() - sent)))
-        assert not alive, f"{signal.Signals(signum).name} at {failpoint}: still running after {STOP_WITHIN_S}s: {[p.pid for p in alive]}"
-        assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum), code
+        proc, log, marker = self.start(failpoint)
+        try:
+            deadline = time.monotonic() + REACH_TIMEOUT_S
+            while not marker.exists():
+                assert proc.poll() is None, f"hare demo ended (rc {proc.returncode}) before {failpoint}:\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, f"{failpoint} not reached in {REACH_TIMEOUT_S}s"
+                time.sleep(0.2)
+            members = _tree(proc.pid)
+            assert len(members) >= 2, "the supervisor and its worker"
+            sent = time.monotonic()
+            os.kill(proc.pid, signum)
+            code = proc.wait(timeout=STOP_WITHIN_S + 5)
+            _, alive = psutil.wait_procs(members, timeout=max(0.1, STOP_WITHIN_S - (time.monotonic() - sent)))
+            assert not alive, f"{signal.Signals(signum).name} at {failpoint}: still running after {STOP_WITHIN_S}s: {[p.pid for p in alive]}"
+            assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum), code
+        finally:
+            for member in _tree(proc.pid) if proc.poll() is None else []:
+                member.kill()
         text = log.read_text()
         self.logs.append(text)
         return text
 
     def run_to_end(self) -> str:
-        proc, log = self.start(None)
+        proc, log, _ = self.start(None)
         assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
         self.logs.append(log.read_text())
         return self.logs[-1]
@@ -131,25 +136,30 @@ def _assert_same_tables(done: TableStore, reference: TableStore) -> None:
         assert done.read("training_mixture", stage)["doc_id"].equals(reference.read("training_mixture", stage)["doc_id"])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "SIGINT"])
-def test_demo_resumes_after_a_signal_inside_every_kind_of_step(signum, demo_run, tmp_path):
+def test_demo_resumes_after_every_signal_inside_every_kind_of_step(demo_run, tmp_path):
+    """SIGTERM, then SIGINT, then SIGKILL at the same point of each kind of step (each rerun gets a
+    little further: training saves at steps 50, 100 and 150), then a run to the end."""
     demo = Demo(tmp_path)
+    signals = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
     for kind in KINDS:
-        log = demo.stop_at(kind, signum)
-        state = demo.instance_state()
-        if signum == signal.SIGKILL:
-            assert len(state["active"]) == 1, f"the killed run is still marked started until the next hare command: {state}"
-        else:
-            assert state["active"] == [] and state["claimed"] == [], f"after {kind}: {state}"
-            assert next(iter(state["statuses"].values())) == "CANCELED", log[-2000:]  # the newest run
-            assert "interrupted (Ctrl-C or SIGTERM)" in log, log[-2000:]
-    if signum == signal.SIGKILL:
-        # every rerun found the run its predecessor left behind and ended it, freeing the gpu slot training held
-        for before, after in zip(KINDS, demo.logs[1:]):
-            assert "is gone: marked failed" in after, f"the run killed in {before} was not ended:\n{after[:1500]}"
-        assert "1 pool slot(s) freed" in demo.logs[KINDS.index("evaluation")]
+        for signum in signals:
+            log = demo.stop_at(kind, signum)
+            state = demo.instance_state()
+            newest = next(iter(state["statuses"].values()))
+            if signum == signal.SIGKILL:  # nothing could clean up: the next hare command must
+                assert len(state["active"]) == 1 and newest == "STARTED", f"after kill -9 in {kind}: {state}"
+            else:
+                assert state["active"] == [] and state["claimed"] == [], f"{signal.Signals(signum).name} in {kind}: {state}"
+                assert newest == "CANCELED" and "interrupted (Ctrl-C or SIGTERM)" in log, log[-2000:]
+            if len(demo.logs) > 1 and signum == signal.SIGTERM:  # the run after a kill -9 ended the run it left behind
+                assert "is gone: marked failed" in log, f"the run killed before {kind} was not ended:\n{log[:1500]}"
     final = demo.run_to_end()
-    assert "resumed from" in demo.logs[KINDS.index("evaluation")] and "at step 50" in demo.logs[KINDS.index("evaluation")]
+    assert "is gone: marked failed" in final
+    training = 3 * KINDS.index("training")
+    after = demo.logs[training + 1 : training + 4]  # the runs after the stops at steps 50, 100 and 150
+    for log, step in zip(after, (50, 100, 150)):
+        assert f"at step {step} (data position" in log, log[:3000]
+    assert "1 pool slot(s) freed" in after[2], "the run killed in training held the gpu slot; the next run freed it"
     assert "done before by this plan, skipped" in final
     state = demo.instance_state()
     assert state["active"] == [] and state["claimed"] == [], state

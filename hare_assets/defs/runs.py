@@ -113,7 +113,8 @@ def end_dead_runs(instance: dg.DagsterInstance) -> list[str]:
         for run_id in sorted(holders):
             run = instance.get_run_by_id(run_id)
             if run is None or run.status in FINISHED_STATUSES:
-                lines.append(f"{describe(run) if run else run_id[:8]} has ended but held {free_slots(instance, run_id)} pool slot(s): freed")
+                freed = free_slots(instance, run_id)
+                lines.append(f"{describe(run) if run else run_id[:8]} has ended but held {freed} pool slot(s): freed")
     return lines
 
 

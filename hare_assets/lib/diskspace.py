@@ -20,6 +20,9 @@ SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 class OutOfSpaceError(OSError):
     """A write that failed for lack of space or a file-size limit. The previous version is intact."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 def space_errno(exc: BaseException) -> int | None:
     """ENOSPC, EFBIG or EDQUOT if `exc` (or what caused it) is a failed write for lack of space.

@@ -83,7 +83,8 @@ def test_a_waiting_step_is_told_who_holds_the_slot_and_the_sensor_frees_it(insta
         [held_by] = [f.run for f in active_runs(instance) if f.process.pid == holder.pid]
         [(waiting_run, step, message)] = slot_waits(instance)
         assert step == "hold_gpu" and waiting_run != held_by.run_id
-        assert f"waits for pool 'gpu' (1 slot(s))" in message and f"held by run {held_by.run_id[:8]} (gpu_job) step hold_gpu since " in message
+        assert "waits for pool 'gpu' (1 slot(s))" in message
+        assert f"held by run {held_by.run_id[:8]} (gpu_job) step hold_gpu since " in message
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         context = dg.build_sensor_context(instance=instance)

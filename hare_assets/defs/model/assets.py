@@ -17,6 +17,7 @@ from hare_assets.defs.model.partitions import STAGES
 from hare_assets.defs.resources import HareStorage, JobLauncher
 from hare_assets.lib.contamination import rule_for
 from hare_assets.lib.decontam import scan_batch
+from hare_assets.lib.diskspace import space_guard
 from hare_assets.lib.lineage import (
     CHECKPOINT_ACCOUNTING,
     CHECKPOINT_MANIFESTS,
@@ -165,8 +166,9 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
                      tasks.get_partition_keys())
         stream = with_text(samples, pool)
         out = storage.artifacts_dir / PACKED / stage
-        stats = pack_documents(zip(stream["doc_id"], stream["text"]), out, seq_len, tokenizer=model.tokenizer,
-                               metadata={"stage": stage, "samples": stream.height})
+        with space_guard(out, needed=int(samples["tokens"].sum() + 2 * samples.height) * 2):  # uint16 ids, <s> and </s>
+            stats = pack_documents(zip(stream["doc_id"], stream["text"]), out, seq_len, tokenizer=model.tokenizer,
+                                   metadata={"stage": stage, "samples": stream.height})
         data = PackedDataset(out)
         if len(data) == 0:
             raise dg.Failure(f"{stage}: {stats.tokens + stats.dropped_tokens} tokens make no {seq_len}-token block; raise mixture.{stage}.tokens")

@@ -46,3 +46,41 @@ def test_missing_source_path_fails_with_a_clear_message(tmp_path):
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "source 'gone': path" in failure.step_failure_data.error.to_string()
+
+
+# Materializes raw_documents[books] of the demo profile again under a file-size limit and prints the step's error.
+_LIMITED_MATERIALIZE = """
+import resource, sys, dagster as dg
+from hare_assets.defs.graph import build_definitions
+from hare_assets.lib.profile import load_profile
+defs = build_definitions(load_profile("demo"), home=sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+result = dg.materialize(list(defs.assets), selection=["raw_documents"], partition_key="books", resources=dict(defs.resources),
+                        raise_on_error=False)
+[failure] = [e for e in result.all_events if e.is_step_failure]
+error = failure.step_failure_data.error
+while error.cause is not None and error.cls_name.startswith("Dagster"):  # Dagster's wrapper around the asset's error
+    error = error.cause
+print(error.cls_name, error.message.strip())
+"""
+
+
+def test_a_full_disk_fails_the_step_and_keeps_every_partition(tmp_path):
+    import subprocess
+    import sys
+
+    home = str(tmp_path / "home")
+    defs = build_definitions(load_profile("demo"), home=home)
+    for source in ("books", "news"):
+        assert dg.materialize(list(defs.assets), selection=["raw_documents"], partition_key=source,
+                              resources=dict(defs.resources)).success
+    files = sorted((tmp_path / "home").rglob("*.parquet"))
+    before = {p: p.read_bytes() for p in files}
+    books = tmp_path / "home" / "raw_documents" / "books.parquet"
+    limit = books.stat().st_size // 2
+    proc = subprocess.run([sys.executable, "-c", _LIMITED_MATERIALIZE, home, str(limit)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"OutOfSpaceError hare_assets.lib.diskspace.OutOfSpaceError: cannot write {books}: the file size limit (ulimit -f) was reached (needs about "), line
+    assert int(line.split("needs about ")[1].split(" bytes")[0].replace(",", "")) == books.stat().st_size  # same content, same bytes
+    assert {p: p.read_bytes() for p in sorted((tmp_path / "home").rglob("*.parquet"))} == before
