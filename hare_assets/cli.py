@@ -15,12 +15,18 @@ from hare_assets.lib.processes import supervise
 from hare_assets.lib.profile import DedupConfig
 
 
+def _home_dir() -> str:
+    """DAGSTER_HOME (default: the checkout), made the working directory: dagster.yaml's storage paths are relative to it."""
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
+    os.chdir(os.environ["DAGSTER_HOME"])
+    return os.environ["DAGSTER_HOME"]
+
+
 def _instance():
     """The checkout's Dagster instance (dagster.yaml at the root, SQLite under .hare/dagster)."""
     import dagster as dg
 
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))
-    os.chdir(os.environ["DAGSTER_HOME"])  # dagster.yaml's storage paths are relative to it
+    _home_dir()
     instance = dg.DagsterInstance.get()
     if instance.event_log_storage.get_concurrency_info("gpu").slot_count != 1:
         instance.event_log_storage.set_concurrency_slots("gpu", 1)
@@ -38,30 +44,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Materialize the whole graph in a worker process that this one can always stop: Ctrl-C or SIGTERM
     marks the worker's run canceling, interrupts it, and after a short grace kills it and every job it
     started, then ends its runs and frees their pool slots."""
-    from hare_assets.defs.runs import ACTIVE, PID_TAG, end_run
+    import threading
+
     from hare_assets.lib.profile import load_profile
 
     load_profile(args.profile)  # a bad profile is a one-line message here, before any process starts
-    instance = _instance()
-    _end_dead_runs(instance)
+    _home_dir()
     worker = [sys.executable, "-m", "hare_assets.cli", "demo", "--worker"]
     worker += ["--profile", args.profile] if args.profile else []
     worker += ["--fresh"] if args.fresh else []
+    # Dagster is needed here only to cancel runs on a signal: imported beside the worker's start-up, not before
+    # it; the instance is opened when needed (the worker creates it).
+    importer = threading.Thread(target=lambda: __import__("hare_assets.defs.runs"), daemon=True)
+    importer.start()
+    opened: dict = {}
 
     def runs_of(pid: int):
-        from dagster._core.storage.dagster_run import RunsFilter
+        import dagster as dg
 
-        return instance.get_runs(RunsFilter(statuses=ACTIVE, tags={PID_TAG: str(pid)}))
+        from hare_assets.defs.runs import ACTIVE, PID_TAG
+
+        importer.join()
+        if "instance" not in opened:
+            opened["instance"] = dg.DagsterInstance.get()
+        return opened["instance"].get_runs(dg.RunsFilter(statuses=ACTIVE, tags={PID_TAG: str(pid)}))
 
     def cancel(signum: int, pid: int) -> None:
         for run in runs_of(pid):
-            instance.report_run_canceling(run, message=f"{signal.Signals(signum).name} received by hare demo")
+            opened["instance"].report_run_canceling(run, message=f"{signal.Signals(signum).name} received by hare demo")
 
     stopped: list[int] = []
     code = supervise(worker, on_signal=lambda signum, pid: (stopped.append(pid), cancel(signum, pid)))
     for pid in stopped:
+        from hare_assets.defs.runs import end_run
+
         for run in runs_of(pid):
-            freed = end_run(instance, run, "hare demo was stopped by a signal", canceled=True)
+            freed = end_run(opened["instance"], run, "hare demo was stopped by a signal", canceled=True)
             print(f"hare: run {run.run_id[:8]} ({run.job_name}) canceled, {freed} pool slot(s) freed", file=sys.stderr)
     if code > 128:
         print("hare demo stopped; finished work is kept and `hare demo` resumes from it", file=sys.stderr)
@@ -85,6 +103,7 @@ def demo_worker(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     defs = graph.build_definitions(profile)
     instance = _instance()
+    _end_dead_runs(instance)
     started = time.perf_counter()
     home = hare_home()
     plan = plan_fingerprint(profile)

@@ -10,7 +10,6 @@ run in `demo_run`, training resumed from its last save, and no run or pool slot 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,10 +18,12 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import psutil
 import pytest
 
+from hare_assets.defs.runs import ACTIVE
 from hare_assets.lib.paths import PROJECT_ROOT
 from hare_assets.lib.storage import TableStore
 
@@ -33,20 +34,6 @@ KINDS = ["ingest", "clean", "dedup", "embeddings", "decontaminate_d1", "synthesi
 STOP_WITHIN_S = 10.0
 REACH_TIMEOUT_S = 420
 
-# Active runs and claimed pool slots of the instance in the current folder, as JSON.
-_INSTANCE_STATE = """
-import json, dagster as dg
-from hare_assets.defs.runs import ACTIVE
-instance = dg.DagsterInstance.get()
-storage = instance.event_log_storage
-print(json.dumps({
-    "active": [r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=ACTIVE))],
-    "claimed": [[s.run_id, s.step_key] for k in storage.get_concurrency_keys() for s in storage.get_concurrency_info(k).claimed_slots],
-    "statuses": {r.run_id: r.status.value for r in instance.get_runs()},
-}))
-"""
-
-
 class Demo:
     """A demo home (data, cache, Dagster instance) and `hare demo` runs into it."""
 
@@ -56,6 +43,7 @@ class Demo:
         self.env = {**os.environ, "HARE_HOME": str(root / "data"), "DAGSTER_HOME": str(root), "HARE_CACHE": str(root / "cache"),
                     "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         self.logs: list[str] = []
+        self._instance: dg.DagsterInstance | None = None
 
     def start(self, failpoint: str | None) -> tuple[subprocess.Popen, Path, Path]:
         """A `hare demo` process; each run gets its own failpoint folder, so the same failpoint can stop it again."""
@@ -83,7 +71,8 @@ class Demo:
             os.kill(proc.pid, signum)
             code = proc.wait(timeout=STOP_WITHIN_S + 5)
             _, alive = psutil.wait_procs(members, timeout=max(0.1, STOP_WITHIN_S - (time.monotonic() - sent)))
-            assert not alive, f"{signal.Signals(signum).name} at {failpoint}: still running after {STOP_WITHIN_S}s: {[p.pid for p in alive]}"
+            name = signal.Signals(signum).name
+            assert not alive, f"{name} at {failpoint}: still running after {STOP_WITHIN_S}s: {[p.pid for p in alive]}"
             assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum), code
         finally:
             for member in _tree(proc.pid) if proc.poll() is None else []:
@@ -99,10 +88,21 @@ class Demo:
         return self.logs[-1]
 
     def instance_state(self) -> dict:
-        out = subprocess.run([sys.executable, "-c", _INSTANCE_STATE], cwd=self.root, env=self.env, capture_output=True, text=True,
-                             timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return json.loads(out.stdout)
+        """Active runs, claimed pool slots and every run's status (newest first) in the demo's instance."""
+        if self._instance is None:
+            here = os.getcwd()
+            os.chdir(self.root)  # dagster.yaml's storage paths are relative
+            try:
+                self._instance = dg.DagsterInstance.from_config(str(self.root))
+            finally:
+                os.chdir(here)
+        instance, storage = self._instance, self._instance.event_log_storage
+        return {
+            "active": [r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=ACTIVE))],
+            "claimed": [[s.run_id, s.step_key] for key in storage.get_concurrency_keys()
+                        for s in storage.get_concurrency_info(key).claimed_slots],
+            "statuses": {r.run_id: r.status.value for r in instance.get_runs()},
+        }
 
 
 def _tree(pid: int) -> list[psutil.Process]:
