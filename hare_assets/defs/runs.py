@@ -11,6 +11,7 @@ forever. Dagster's run monitoring cannot see that for runs of the default run la
 from __future__ import annotations
 
 import datetime
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def owner(instance: dg.DagsterInstance, run: DagsterRun) -> RunOwner:
         if pid is not None and record.step_key is None:  # the run worker, not a step subprocess
             if not _local_launcher(instance):
                 return RunOwner(run, None, None)
-            ref = ProcessRef("", int(pid.value), record.timestamp)
+            ref = ProcessRef(socket.gethostname(), int(pid.value), record.timestamp)  # the default launcher runs here
             return RunOwner(run, ref, started_at(ref.pid, before=record.timestamp + 1.0))
     return RunOwner(run, None, None)
 

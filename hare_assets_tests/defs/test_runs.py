@@ -13,7 +13,7 @@ import time
 import dagster as dg
 import pytest
 
-from hare_assets.defs.runs import active_runs, end_dead_runs, run_health_sensor, slot_waits
+from hare_assets.defs.runs import PoolWatch, active_runs, end_dead_runs, run_health_sensor, slot_waits
 from hare_assets.lib.paths import PROJECT_ROOT
 
 _HOLDER = """
@@ -85,6 +85,12 @@ def test_a_waiting_step_is_told_who_holds_the_slot_and_the_sensor_frees_it(insta
         assert step == "hold_gpu" and waiting_run != held_by.run_id
         assert "waits for pool 'gpu' (1 slot(s))" in message
         assert f"held by run {held_by.run_id[:8]} (gpu_job) step hold_gpu since " in message
+        said: list[str] = []
+        with PoolWatch(instance, waiting_run, said.append, every=0.5, first_after=0.1):  # what hare demo prints
+            deadline = time.monotonic() + 30
+            while len(said) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert len(said) >= 2 and all(f"held by run {held_by.run_id[:8]}" in line for line in said), said
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         context = dg.build_sensor_context(instance=instance)
