@@ -1,4 +1,5 @@
-"""Writes that fail for lack of space say so: the path, the bytes needed and what is free, in one line.
+"""Writes that fail for lack of space say so (the path, the bytes needed and what is free, in one line),
+and finished directories swapped into place.
 
 Without this a full disk surfaces as whatever the writing library makes of ENOSPC (torch: "unexpected
 pos 576 vs 534"; safetensors: "I/O error ... os error 27"), or not at all. Kept free of heavy imports:
@@ -12,7 +13,9 @@ import errno
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -63,3 +66,12 @@ def space_guard(path: str | os.PathLike, needed: int | None = None) -> Iterator[
         if code is None:
             raise
         raise OutOfSpaceError(code, out_of_space_message(str(path), needed, code)) from exc
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Swap a finished directory into place (two renames; the old one is deleted after)."""
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)

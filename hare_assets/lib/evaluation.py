@@ -42,8 +42,8 @@ import polars as pl
 import yaml
 
 from hare_assets.lib.benchmarks import BenchmarkItem, BenchmarkSpec, items_from_records, load_registry
+from hare_assets.lib.diskspace import replace_dir
 from hare_assets.lib.failpoints import failpoint
-from hare_assets.lib.training import _replace_dir
 
 TASK_PREFIX = "hare_"
 SAMPLES_FILE = "samples.parquet"
@@ -231,7 +231,7 @@ def write_tasks(
                 files = {s: final / "data" / f"{s}.jsonl" for s in used}  # where they will be once swapped in
                 cfg = _task_config(native_config(fmt.native), task, files, fmt.split, fewshot, spec.num_fewshot, final / ".cache")
                 _dump(tmp / f"{task}.yaml", cfg)
-            _replace_dir(tmp, final)
+            replace_dir(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         tasks.append(EvalTask(name, task, spec.num_fewshot, fmt.split, fewshot, fmt.metric))

@@ -9,9 +9,10 @@ embeddings, the 32,000 vocab) so the demo and the tests exercise the same code p
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import MistralConfig
+if TYPE_CHECKING:
+    from transformers import MistralConfig
 
 VOCAB_SIZE = 32_000
 BOS_ID, EOS_ID = 1, 2
@@ -76,6 +77,8 @@ def make_config(preset: str | Preset, **overrides: Any) -> MistralConfig:
     shape.pop("name")
     seq_len = shape.pop("seq_len")
     attn = overrides.pop("attn_implementation", "sdpa")
+    from transformers import MistralConfig  # here: importing transformers costs seconds that `hare` commands need not pay
+
     config = MistralConfig(
         **shape,
         head_dim=p.hidden_size // p.num_attention_heads,

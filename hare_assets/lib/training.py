@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hare_assets.lib.diskspace import space_guard
+from hare_assets.lib.diskspace import replace_dir, space_guard
 from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.packing import PackedDataset
 from hare_assets.lib.presets import make_config
@@ -334,15 +334,6 @@ def _atomic_torch_save(payload: Any, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Swap a finished directory into place (two renames; the old one is deleted after)."""
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def save_checkpoint(lm: nn.Module, target: str | Path, info: dict[str, Any] | None = None, state_dict: dict | None = None,
                     tokenizer: str | None = None) -> Path:
     """HF-format checkpoint (safetensors, config, generation config, tokenizer), atomically.
@@ -363,7 +354,7 @@ def save_checkpoint(lm: nn.Module, target: str | Path, info: dict[str, Any] | No
                           "unk_token": "<unk>", "model_max_length": lm.config.max_position_embeddings}
                 (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
             (tmp / TRAINING_INFO).write_text(json.dumps(info or {}, indent=1, default=str))
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -32,12 +32,11 @@ def test_fsspec_url_goes_through_the_same_code_path():
 
 
 _WRITER = """
-import sys, polars as pl
+import os, sys, polars as pl
 from hare_assets.lib.storage import TableStore
-frame = pl.DataFrame({"text": ["x" * 1000] * 400_000, "n": list(range(400_000))})
+frame = pl.DataFrame({"text": [os.urandom(400).hex() for _ in range(250_000)], "n": list(range(250_000))})
 print("ready", flush=True)
-while True:
-    TableStore(sys.argv[1]).write("docs", frame, "s")
+TableStore(sys.argv[1]).write("docs", frame, "s")  # ~200 MB that zstd cannot shrink much: a write long enough to land in
 """
 
 
@@ -46,12 +45,12 @@ def test_kill_during_write_leaves_previous_parquet_intact(tmp_path):
     store.write("docs", pl.DataFrame({"text": ["previous"], "n": [0]}), "s")
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    deadline = time.time() + 60
-    while not list((tmp_path / "docs").glob("s.parquet.tmp-*")) and time.time() < deadline:
-        time.sleep(0.005)  # wait until a write is in flight
+    deadline = time.time() + 120
+    while not list((tmp_path / "docs").glob("s.parquet.tmp-*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.001)  # wait until the write is in flight
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert list((tmp_path / "docs").glob("s.parquet.tmp-*")), "the kill must land while the first write is in flight"
+    assert list((tmp_path / "docs").glob("s.parquet.tmp-*")), "the kill must land while the write is in flight"
     frame = store.read("docs", "s")
     assert frame.to_dicts() == [{"text": "previous", "n": 0}]
     assert store.partitions("docs") == ["s"]  # the half-written temporary file is not a partition

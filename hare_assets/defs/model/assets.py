@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
@@ -35,7 +36,9 @@ from hare_assets.lib.presets import get_preset
 from hare_assets.lib.profile import IntegrityConfig, Profile
 from hare_assets.lib.storage import TableStore
 from hare_assets.lib.tokenizer import encoder
-from hare_assets.lib.training import TrainConfig
+
+if TYPE_CHECKING:
+    from hare_assets.lib.training import TrainConfig
 
 MIXTURE = "training_mixture"
 PACKED = "packed_sequences"
@@ -255,9 +258,11 @@ def prune_runs(stage_dir: Path, stage: str, keep: int) -> list[Path]:
     return runs[keep:]
 
 
-def train_config(profile: Profile, stage: str, root, init_from: str | None) -> TrainConfig:
+def train_config(profile: Profile, stage: str, root, init_from: str | None) -> "TrainConfig":
     """The TrainConfig of one stage from the profile (model, training.stageN, device and precision);
     `out_dir` is the stage's folder, where the asset gives each checkpoint id its own run folder."""
+    from hare_assets.lib.training import TrainConfig  # torch loads here, not with the definitions
+
     model, training = profile.model, profile.training
     st = training.stage(stage)
     overrides = dict(model.overrides)
