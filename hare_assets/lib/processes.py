@@ -107,13 +107,17 @@ def kill_tree(processes: list[psutil.Process], sig: int = signal.SIGKILL) -> Non
 def stop_tree(pid: int, first: int = signal.SIGTERM, grace: float = GRACE_S) -> int:
     """Send `first` to `pid`, wait up to `grace` seconds, then SIGKILL it and every descendant it had.
     Returns the number of processes that had to be killed."""
-    members = tree(pid)  # taken before the signal: an orphaned grandchild is still found
+    return _stop(tree(pid), first, grace)  # the tree is taken before the signal: an orphaned grandchild is still found
+
+
+def _stop(members: list[psutil.Process], first: int, grace: float) -> int:
+    """`first` to the leader (members[0]), then SIGKILL for every member still alive after `grace`."""
     if not members:
         return 0
     kill_tree(members[:1], first)
     _, alive = psutil.wait_procs(members, timeout=grace)
     kill_tree(alive)
-    psutil.wait_procs(alive, timeout=grace)
+    psutil.wait_procs(alive, timeout=2)
     return len(alive)
 
 
@@ -145,10 +149,7 @@ def supervise(cmd: list[str], on_signal: Callable[[int, int], None] | None = Non
             members = _unique(tree(child.pid) + session(child.pid))
             if on_signal is not None:
                 on_signal(signum, child.pid)
-            kill_tree(members[:1], forward)
-            _, alive = psutil.wait_procs(members, timeout=grace)
-            kill_tree(alive)
-            psutil.wait_procs(alive, timeout=2)
+            _stop(members, forward, grace)
             child.wait()
             return 128 + signum
         return child.returncode
