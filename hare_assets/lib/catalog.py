@@ -13,6 +13,7 @@ def open_catalog(store: TableStore, database: str = ":memory:") -> duckdb.DuckDB
     if not store.is_local:
         con.execute("INSTALL httpfs; LOAD httpfs;")  # s3://, gs://, https:// through DuckDB's own reader
     for table in store.tables():
-        pattern = store.url(table, "*")
-        con.execute(f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{pattern}', union_by_name=true)")
+        files = ", ".join(f"'{store.location(f)}'" for f in store.files(table))
+        if files:  # committed parts only: a killed run's leftovers are not part of the table
+            con.execute(f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet([{files}], union_by_name=true)")
     return con

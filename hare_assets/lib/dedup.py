@@ -1,12 +1,19 @@
 """Exact and MinHash-LSH near-duplicate detection across sources.
 
-Documents arrive in a stable order (profile source order, shard, row). Exact
-duplicates share a normalised-text hash; near-duplicates share a MinHash band,
-and with `verify` a candidate pair is joined only when the exact Jaccard
-similarity of their shingle sets reaches the threshold. In each cluster the
-document that comes first in the stable order is kept, so two runs over the same
-input make the same decisions. Band/row choice defaults to text-dedup's
-`optimal_param` when a profile gives only a threshold.
+Documents arrive in a stable order: the order they were first ingested (block
+sequence, then shard, then row; for one ingestion of a corpus that is profile
+source order). Exact duplicates share a normalised-text hash; near-duplicate
+candidates share a MinHash band bucket, each document paired with the earliest
+document of every bucket it falls in, and with `verify` a pair counts only when
+the exact Jaccard similarity of their shingle sets reaches the threshold.
+
+Keep rule, *first ingested wins*: in stable order, a document is removed when it
+is a duplicate of an earlier document that is kept. A decision depends only on
+earlier documents, so documents ingested later never remove one that an earlier
+run kept, and adding a block gives the same decisions as deduplicating
+everything from scratch. (Unlike a transitive cluster, a chain A~B~C with A and
+C dissimilar keeps C: it duplicates no kept document.) Band/row choice defaults
+to text-dedup's `optimal_param` when a profile gives only a threshold.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,27 +35,6 @@ _MAX_HASH_CHUNK = 8192  # shingles per block when computing signatures; bounds m
 
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
-
-
-class UnionFind:
-    """Disjoint sets with path compression; the smallest index is the root. (text-dedup's UnionFind would do, but importing
-    `text_dedup.utils` pulls in `datasets`, pandas and scipy: about 165 MiB and a second.)"""
-
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, x: int) -> int:
-        root = self.parent.setdefault(x, x)
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while x != root:  # path compression
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 @dataclass(frozen=True)
@@ -137,7 +123,7 @@ def near_duplicates(
     params: MinHashParams,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Duplicate]:
-    """MinHash-LSH over `candidates`; in each cluster the smallest index is kept."""
+    """MinHash-LSH over `candidates` (in stable order), decided by `first_ingested_wins`."""
     seeds = _permutation_seeds(params)
     sets: dict[int, np.ndarray] = {}
     buckets: dict[tuple[int, bytes], list[int]] = defaultdict(list)
@@ -152,25 +138,46 @@ def near_duplicates(
         if progress and (done + 1) % 2000 == 0:
             progress(done + 1, len(candidates))
 
-    union = UnionFind()
-    checked: set[tuple[int, int]] = set()
-    for members in buckets.values():
-        head = members[0]
-        for other in members[1:]:
-            if (head, other) in checked:
-                continue
-            checked.add((head, other))
-            if not params.verify or jaccard(sets[head], sets[other]) >= params.threshold:
-                union.union(head, other)
+    checked = sorted({(members[0], other) for members in buckets.values() for other in members[1:]})
+    pairs = []
+    for head, other in checked:
+        similarity = jaccard(sets[head], sets[other])
+        if not params.verify or similarity >= params.threshold:
+            pairs.append((head, other, similarity))
+    return first_ingested_wins(pairs)
 
-    clusters: dict[int, list[int]] = defaultdict(list)
-    for i in {i for pair in checked for i in pair}:
-        clusters[union.find(i)].append(i)
+
+def first_ingested_wins(pairs: Iterable[tuple[int, int, float]]) -> list[Duplicate]:
+    """Near-duplicate decisions from verified pairs (earlier, later, similarity): walking in stable
+    order, a document goes when it matches an earlier document that stays; it names the earliest."""
+    partners: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for earlier, later, similarity in pairs:
+        partners[later].append((earlier, similarity))
+    removed: set[int] = set()
     duplicates = []
-    for members in clusters.values():
-        kept, *rest = sorted(members)
-        duplicates.extend(Duplicate(r, kept, NEAR, jaccard(sets[kept], sets[r])) for r in rest)
+    for later in sorted(partners):
+        kept = [(earlier, sim) for earlier, sim in sorted(partners[later]) if earlier not in removed]
+        if kept:
+            removed.add(later)
+            duplicates.append(Duplicate(later, kept[0][0], NEAR, kept[0][1]))
     return duplicates
+
+
+def signature_rows(texts: Sequence[str], params: MinHashParams, seeds: np.ndarray | None = None) -> dict[str, list]:
+    """What the corpus-wide decision needs of each document, without its text: the exact-match key,
+    the shingle count and one 64-bit key per band."""
+    seeds = _permutation_seeds(params) if seeds is None else seeds
+    exact, counts, bands = [], [], []
+    for text in texts:
+        exact.append(xxhash.xxh3_128_hexdigest(normalise_for_matching(text).encode("utf-8", "surrogatepass")))
+        shingle_set = shingles(text, params.ngram)
+        counts.append(len(shingle_set))
+        if len(shingle_set) == 0:
+            bands.append([])
+            continue
+        sig = signature(shingle_set, seeds)
+        bands.append([xxhash.xxh3_64_intdigest(sig[b * params.rows : (b + 1) * params.rows].tobytes()) for b in range(params.bands)])
+    return {"exact": exact, "shingles": counts, "bands": bands}
 
 
 def find_duplicates(

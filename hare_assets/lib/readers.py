@@ -5,6 +5,10 @@ a separator-delimited segment of one. Every record becomes either a document
 (`doc_id, source, shard, row, text, meta`) or a quarantine row with a reason,
 so `records == len(docs) + len(quarantine)` always holds. Byte-order marks and
 CRLF line ends are normalised, not quarantined.
+
+`iter_shard` streams a shard in batches of about `batch_records` records (JSON lines,
+delimited rows and separated text line by line, Parquet by record batch), so memory is
+bounded by a batch, not by the shard; `read_shard` collects every batch.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import re
 import zlib
 from fnmatch import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +29,7 @@ from fsspec.core import url_to_fs
 from hare_assets.lib.profile import SourceConfig
 
 SNIPPET_CHARS = 500
+BATCH_RECORDS = 5000
 _LONE_SURROGATE = re.compile("[\udc80-\udcff]")
 
 # Reasons a record is quarantined (the `reason` column users query).
@@ -73,10 +78,24 @@ class ShardResult:
     docs: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     normalised: dict[str, int] = field(default_factory=dict)
+    seen: int = 0  # records of the shard before this batch
 
     @property
     def records(self) -> int:
         return len(self.docs) + len(self.quarantine)
+
+    def take(self) -> ShardResult:
+        """This batch; the next one starts empty and numbers on."""
+        batch = ShardResult(self.source, self.shard, self.docs, self.quarantine, self.normalised, self.seen)
+        self.seen += self.records
+        self.docs, self.quarantine, self.normalised = [], [], {}
+        return batch
+
+    def merge(self, batch: ShardResult) -> None:
+        self.docs += batch.docs
+        self.quarantine += batch.quarantine
+        for fix, n in batch.normalised.items():
+            self.normalised[fix] = self.normalised.get(fix, 0) + n
 
     def reject(self, row: int, reason: str, detail: str, raw: str | bytes = "") -> None:
         if isinstance(raw, bytes):
@@ -145,24 +164,28 @@ def shard_path(src: SourceConfig, shard: str) -> str:
 
 
 def read_shard(src: SourceConfig, shard: str, max_doc_bytes: int) -> ShardResult:
-    """Read every record of one shard; never raises for bad content, only for an unknown format."""
+    """Every record of one shard at once (small inputs); the assets stream with `iter_shard`."""
     result = ShardResult(src.name, shard)
-    if src.format == "hf":
-        _read_hf(src, result, max_doc_bytes)
-        return result
-    path = shard_path(src, shard)
-    try:
-        if src.format.startswith("jsonl"):
-            _read_jsonl(src, path, result, max_doc_bytes)
-        elif src.format == "parquet":
-            _read_parquet(src, path, result, max_doc_bytes)
-        elif src.format in ("tsv", "csv"):
-            _read_delimited(src, path, result, max_doc_bytes)
-        elif src.format == "txt":
-            _read_txt(src, path, result, max_doc_bytes)
-    except OSError as exc:  # permission, vanished file, network: the shard is quarantined, not the partition
-        result.reject(result.records, UNREADABLE, f"{type(exc).__name__}: {exc}")
+    for batch in iter_shard(src, shard, max_doc_bytes):
+        result.merge(batch)
     return result
+
+
+def iter_shard(src: SourceConfig, shard: str, max_doc_bytes: int, batch_records: int = BATCH_RECORDS) -> Iterator[ShardResult]:
+    """A shard's records in batches; never raises for bad content, only for an unknown format. An
+    unreadable shard (permission, vanished file, network) ends in one quarantine row, after any
+    batches already read."""
+    result = ShardResult(src.name, shard)
+    readers = {"parquet": _read_parquet, "tsv": _read_delimited, "csv": _read_delimited, "txt": _read_txt, "hf": _read_hf}
+    reader = _read_jsonl if src.format.startswith("jsonl") else readers[src.format]
+    path = "" if src.format == "hf" else shard_path(src, shard)
+    try:
+        for _ in reader(src, path, result, max_doc_bytes, batch_records):
+            yield result.take()
+    except OSError as exc:  # the shard is quarantined, not the partition
+        result.reject(result.seen + result.records, UNREADABLE, f"{type(exc).__name__}: {exc}")
+    if result.records or result.normalised:
+        yield result.take()
 
 
 class TruncatedStream(Exception):
@@ -210,7 +233,7 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield pending
 
 
-def _read_jsonl(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
+def _read_jsonl(src: SourceConfig, path: str, result: ShardResult, max_bytes: int, batch: int) -> Iterator[None]:
     row = 0
     try:
         for line in _lines(_chunks(path, src.format)):
@@ -221,6 +244,8 @@ def _read_jsonl(src: SourceConfig, path: str, result: ShardResult, max_bytes: in
                 continue  # blank lines hold no record
             _parse_json_line(src, line, row, result, max_bytes)
             row += 1
+            if result.records >= batch:
+                yield
     except TruncatedStream as exc:
         result.reject(row, TRUNCATED, f"after {row} records: {exc}; the partial last line (if any) is counted here")
 
@@ -242,19 +267,31 @@ def _parse_json_line(src: SourceConfig, line: bytes, row: int, result: ShardResu
     result.accept(row, value, obj, max_bytes, decoded)
 
 
-def _read_parquet(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
+def _read_parquet(src: SourceConfig, path: str, result: ShardResult, max_bytes: int, batch: int) -> Iterator[None]:
     import pyarrow.parquet as pq
 
-    try:
-        with fsspec.open(path, "rb") as fh:
-            table = pq.read_table(fh)
-    except Exception as exc:  # pyarrow raises ArrowInvalid and friends for corrupt files
-        return result.reject(0, UNREADABLE, f"{type(exc).__name__}: {exc}")
-    if src.text_field not in table.column_names:
-        return result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {table.column_names}")
-    for row, rec in enumerate(table.to_pylist()):
-        value = rec.pop(src.text_field)
-        result.accept(row, value, rec, max_bytes, json.dumps(rec, default=str)[:SNIPPET_CHARS] if value is None else "")
+    with fsspec.open(path, "rb") as fh:
+        try:
+            parquet = pq.ParquetFile(fh)
+            columns = parquet.schema_arrow.names
+        except Exception as exc:  # pyarrow raises ArrowInvalid and friends for corrupt files
+            result.reject(0, UNREADABLE, f"{type(exc).__name__}: {exc}")
+            return
+        if src.text_field not in columns:
+            result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {columns}")
+            return
+        row = 0
+        try:
+            for records in parquet.iter_batches(batch_size=batch):
+                for rec in records.to_pylist():
+                    value = rec.pop(src.text_field)
+                    result.accept(row, value, rec, max_bytes, json.dumps(rec, default=str)[:SNIPPET_CHARS] if value is None else "")
+                    row += 1
+                yield
+        except Exception as exc:  # a corrupt row group after good ones: what was read stays
+            if isinstance(exc, OSError):
+                raise
+            result.reject(row, UNREADABLE, f"after {row} rows: {type(exc).__name__}: {exc}")
 
 
 def _decode_lenient(data: bytes) -> str:
@@ -262,28 +299,39 @@ def _decode_lenient(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def _read_delimited(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
-    with fsspec.open(path, "rb") as fh:
-        text = _decode_lenient(fh.read())
-    text, fixes = normalise_text(text)
-    for fix in fixes:
-        result.normalised[fix] = result.normalised.get(fix, 0) + 1
+def _text_lines(path: str, result: ShardResult) -> Iterator[str]:
+    """A text file's lines, decoded leniently, BOM and CR removed (counted once per file), each ending in LF."""
+    crlf = False
+    for i, line in enumerate(_lines(_chunks(path, "jsonl"))):
+        if i == 0 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+            result.normalised["bom"] = result.normalised.get("bom", 0) + 1
+        if b"\r" in line:
+            line = line.replace(b"\r", b"")
+            if not crlf:
+                crlf = True
+                result.normalised["crlf"] = result.normalised.get("crlf", 0) + 1
+        yield _decode_lenient(line) + "\n"
+
+
+def _read_delimited(src: SourceConfig, path: str, result: ShardResult, max_bytes: int, batch: int) -> Iterator[None]:
+    lines = _text_lines(path, result)
     if src.format == "tsv":
-        reader: Iterable[list[str]] = csv.reader(text.split("\n"), delimiter="\t", quoting=csv.QUOTE_NONE)
+        reader: Iterator[list[str]] = csv.reader((line.rstrip("\n") for line in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
-        reader = csv.reader(text.splitlines(keepends=True))
-    rows = iter(reader)
+        reader = csv.reader(lines)
     if src.has_header:
-        header = next(rows, None)
+        header = next(reader, None)
         if header is None:
             return
     else:
         header = src.columns or ["text"]
     if src.text_field not in header:
-        return result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {header}")
+        result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {header}")
+        return
     text_idx = header.index(src.text_field)
     row = 0
-    for fields in rows:
+    for fields in reader:
         if not fields or fields == [""]:
             continue
         raw = "\t".join(fields)
@@ -293,31 +341,39 @@ def _read_delimited(src: SourceConfig, path: str, result: ShardResult, max_bytes
             meta = {name: value for i, (name, value) in enumerate(zip(header, fields)) if i != text_idx}
             result.accept(row, fields[text_idx], meta, max_bytes, raw)
         row += 1
+        if result.records >= batch:
+            yield
 
 
-def _read_txt(src: SourceConfig, path: str, result: ShardResult, max_bytes: int) -> None:
-    with fsspec.open(path, "rb") as fh:
-        text = _decode_lenient(fh.read())
+def _read_txt(src: SourceConfig, path: str, result: ShardResult, max_bytes: int, batch: int) -> Iterator[None]:
+    """No separator: the file is one document. With one: a line that matches starts the next document."""
     if src.separator is None:
-        return result.accept(0, text, {}, max_bytes)
-    text, fixes = normalise_text(text)
-    for fix in fixes:
-        result.normalised[fix] = result.normalised.get(fix, 0) + 1
-    starts = re.compile(src.separator, re.MULTILINE)
-    cuts = [m.start() for m in starts.finditer(text)]
-    bounds = [0, *cuts, len(text)] if not cuts or cuts[0] != 0 else [*cuts, len(text)]
-    row = 0
-    for begin, end in zip(bounds, bounds[1:]):
-        segment = text[begin:end]
-        if not src.keep_separator and begin in cuts:
-            segment = segment.split("\n", 1)[1] if "\n" in segment else ""
-        if not segment.strip():
-            continue
-        result.accept(row, segment.strip("\n"), {"offset": begin}, max_bytes)
-        row += 1
+        with fsspec.open(path, "rb") as fh:
+            result.accept(0, _decode_lenient(fh.read()), {}, max_bytes)
+        return
+    starts = re.compile(src.separator)
+    row, offset, begin, segment = 0, 0, 0, []
+
+    def emit() -> None:
+        nonlocal row
+        text = "".join(segment)
+        if text.strip():
+            result.accept(row, text.strip("\n"), {"offset": begin}, max_bytes)
+            row += 1
+
+    for line in _text_lines(path, result):
+        if starts.match(line.rstrip("\n")):
+            emit()
+            begin, segment = offset, ([line] if src.keep_separator else [])
+        else:
+            segment.append(line)
+        offset += len(line)
+        if result.records >= batch:
+            yield
+    emit()
 
 
-def _read_hf(src: SourceConfig, result: ShardResult, max_bytes: int) -> None:
+def _read_hf(src: SourceConfig, path: str, result: ShardResult, max_bytes: int, batch: int) -> Iterator[None]:
     """A HF dataset split, from the hub or a local builder (`id: json` plus `data_files`)."""
     import datasets
 
@@ -346,3 +402,5 @@ def _read_hf(src: SourceConfig, result: ShardResult, max_bytes: int) -> None:
             continue
         value = rec.pop(src.text_field)
         result.accept(row, value, rec, max_bytes)
+        if result.records >= batch:
+            yield

@@ -2,7 +2,7 @@ import random
 
 import numpy as np
 
-from hare_assets.lib.dedup import EXACT, NEAR, MinHashParams, find_duplicates, jaccard, shingles, signature, _permutation_seeds
+from hare_assets.lib.dedup import EXACT, NEAR, MinHashParams, find_duplicates, first_ingested_wins, jaccard, shingles, signature, _permutation_seeds
 from hare_assets.lib.profile import DedupConfig
 
 WORDS = "river stone garden market winter silver engine harbour forest letter window candle music orbit".split()
@@ -61,11 +61,10 @@ def test_threshold_only_profile_uses_optimal_param():
     assert params.bands * params.rows <= 112 and (params.bands, params.rows) != (14, 8)
 
 
-def test_union_find_roots_at_the_smallest_member():
-    from hare_assets.lib.dedup import UnionFind
-
-    uf = UnionFind()
-    for a, b in [(5, 3), (3, 9), (7, 8), (9, 7)]:
-        uf.union(a, b)
-    assert {uf.find(x) for x in (3, 5, 7, 8, 9)} == {3}
-    assert uf.find(42) == 42
+def test_a_chain_keeps_the_end_that_duplicates_no_kept_document():
+    """First ingested wins: B goes as a copy of A; C resembles only B (gone), so C stays, and the
+    decisions about A and B are those made before C arrived."""
+    pairs = [(0, 1, 0.8), (1, 2, 0.8)]
+    assert [(d.removed, d.kept) for d in first_ingested_wins(pairs)] == [(1, 0)]
+    assert first_ingested_wins(pairs[:1]) == first_ingested_wins(pairs)[:1]
+    assert [(d.removed, d.kept) for d in first_ingested_wins([*pairs, (0, 2, 0.75)])] == [(1, 0), (2, 0)]
