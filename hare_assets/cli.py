@@ -94,6 +94,7 @@ def demo_worker(args: argparse.Namespace) -> int:
 
     from hare_assets.defs import graph
     from hare_assets.defs.curate.partitions import TOPICS
+    from hare_assets.defs.ingest.partitions import BLOCKS
     from hare_assets.defs.resume import ResumeCheck, plan_fingerprint, plan_tags
     from hare_assets.defs.runs import PoolWatch, owner_tags
     from hare_assets.defs.synthesize.partitions import task_partitions
@@ -132,11 +133,15 @@ def demo_worker(args: argparse.Namespace) -> int:
         _report(result, instance, f"{job}[{partition}]" if partition else job, time.perf_counter() - started)
         return result.success
 
-    # In dependency order; topic partitions exist only once curate_corpus has clustered.
+    # In dependency order; block partitions exist once the manifest is written, topic partitions once clustered.
+    blocks = lambda: sorted(instance.get_dynamic_partitions(BLOCKS.name))  # noqa: E731
     steps = [
-        lambda: [(graph.CURATE_SOURCES_JOB, s.name) for s in profile.sources],
+        lambda: [(graph.SCAN_JOB, None)],
+        lambda: [(graph.CURATE_BLOCK_JOB, b) for b in blocks()],
         lambda: [(graph.BENCHMARK_JOB, b) for b in benchmarks],
-        lambda: [(graph.CURATE_CORPUS_JOB, None), (graph.DECONTAMINATE_JOB, None)],
+        lambda: [(graph.DEDUP_JOB, None)],
+        lambda: [(graph.FINISH_BLOCK_JOB, b) for b in blocks()],
+        lambda: [(graph.CLUSTER_JOB, None)],
         lambda: [(graph.SYNTHESIZE_TOPIC_JOB, t) for t in instance.get_dynamic_partitions(TOPICS.name)],
         lambda: [(graph.BUILD_TASKS_JOB, t) for t in task_partitions(profile).get_partition_keys()],
         lambda: [(graph.HITS_JOB, None), (graph.TRAIN_STAGE_JOB, "stage1"), (graph.TRAIN_STAGE_JOB, "stage2")],

@@ -1,32 +1,38 @@
-"""Automation: new shards start curation, CPU data stages follow their inputs, GPU stages wait for the week.
+"""Automation: new shards start their block, CPU data stages follow their inputs, GPU stages wait for the week.
 
-- `new_shards_sensor` lists the files of every file-based source; a shard that appeared (or
-  changed size or time) since its last tick requests `curate_sources` for that source.
+- `new_shards_sensor` lists every source through fsspec (local folders and remote URLs),
+  plans the manifest update from the stored manifest (sizes and times only: it reads no
+  shard), registers the new blocks and requests `curate_block` for exactly the new and
+  changed blocks. Run keys are the block and its membership, so they are stable across
+  ticks and daemon restarts and a block is requested once per content.
 - Data stages downstream carry `AutomationCondition.eager()`: once their inputs update they
-  rematerialize (dedup, embeddings, topics, decontamination, mixture, packing).
+  rematerialize (the duplicate decision, dedup and decontamination per block, embeddings,
+  topics, mixture, packing). A block whose inputs did not change skips its shards.
 - Steps that need a GPU or an LLM — synthesis through the generator, training, lm-eval, the
   leakage check — carry `on_cron(WEEKLY)`: after the weekly tick they run once, when all their
   inputs have updated since it. They are never triggered by every upstream change.
-- `weekly_rebuild` requests `curate_sources` for every source each week (hub sources stream
-  anew), and the conditions above carry the rebuild through the graph.
+- `weekly_rebuild` requests `curate_block` for every block each week (unchanged shards are
+  skipped), and the conditions above carry the rebuild through the graph.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 import dagster as dg
 
+from hare_assets.defs.blocks import MANIFEST
+from hare_assets.defs.ingest.partitions import BLOCKS
+from hare_assets.defs.resources import HareStorage
 from hare_assets.lib.profile import Profile
-from hare_assets.lib.readers import list_shards
+from hare_assets.lib.shards import ManifestUpdate, list_source, listing_fingerprint, membership_fingerprint, update_manifest
 
 WEEKLY = "0 3 * * 1"  # Mondays 03:00 UTC
 SENSOR = "new_shards_sensor"
 SCHEDULE = "weekly_rebuild"
 
 EAGER = (
-    "deduplicated_documents", "document_embeddings", "topic_clusters", "topic_documents",
+    "duplicate_decisions", "deduplicated_documents", "document_embeddings", "topic_clusters", "topic_documents",
     "benchmark_ngram_index", "decontaminated_documents", "decontaminated_synthetic", "decontaminated_tasks",
     "contamination_hits", "training_mixture", "packed_sequences",
 )  # fmt: skip
@@ -41,7 +47,7 @@ def condition_for(asset: str) -> dg.AutomationCondition | None:
         return dg.AutomationCondition.eager()
     if asset in ON_SCHEDULE:
         return dg.AutomationCondition.on_cron(WEEKLY)
-    return None  # raw/clean: the sensor and the schedule request them
+    return None  # manifest and the block stages: the sensor and the schedule request them
 
 
 def with_automation(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
@@ -53,50 +59,38 @@ def with_automation(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetsDefi
     return list(dg.map_asset_specs(apply, list(assets)))
 
 
-def shard_state(profile: Profile) -> dict[str, dict[str, str]]:
-    """Per file-based source: shard → "size:mtime_ns" (hub sources have no files to watch)."""
-    from pathlib import Path
-
-    state: dict[str, dict[str, str]] = {}
-    for source in profile.sources:
-        if source.format == "hf" or "://" in (source.path or ""):
-            continue
-        shards = {}
-        root = Path(source.path)
-        for shard in list_shards(source):
-            path = root / shard if root.is_dir() else root
-            stat = path.stat()
-            shards[shard] = f"{stat.st_size}:{stat.st_mtime_ns}"
-        state[source.name] = shards
-    return state
+def plan_blocks(profile: Profile, storage: HareStorage) -> ManifestUpdate:
+    """What a manifest update would do now, without reading any shard's content."""
+    tables = storage.tables
+    previous = tables.read(MANIFEST) if tables.exists(MANIFEST) else None
+    listing = [f for source in profile.sources for f in list_source(source)]
+    return update_manifest(previous, listing, [s.name for s in profile.sources], profile.ingest.block_bytes,
+                           fingerprint=listing_fingerprint)
 
 
-def build_automation(profile: Profile, curate_job: str) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
-    @dg.sensor(name=SENSOR, job_name=curate_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Requests curate_sources for a source when a shard appears or changes in its folder.")
-    def new_shards_sensor(context: dg.SensorEvaluationContext):
-        current = shard_state(profile)
-        if context.cursor is None:
-            context.update_cursor(json.dumps(current, sort_keys=True))
-            return dg.SkipReason(f"recorded {sum(map(len, current.values()))} shards of {len(current)} sources as the baseline")
-        seen = json.loads(context.cursor)
-        requests = []
-        for source, shards in current.items():
-            changed = sorted(s for s, v in shards.items() if seen.get(source, {}).get(s) != v)
-            if changed:
-                key = json.dumps(sorted(shards.items()))
-                requests.append(dg.RunRequest(
-                    partition_key=source, run_key=f"{source}:{hash(key) & 0xFFFFFFFF:08x}",
-                    tags={"hare/new_shards": ",".join(changed)[:200]},
-                ))
-                context.log.info(f"{source}: new or changed shards {changed}")
-        context.update_cursor(json.dumps(current, sort_keys=True))
-        return requests or dg.SkipReason("no new shards")
+def build_automation(profile: Profile, block_job: str) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+    @dg.sensor(name=SENSOR, job_name=block_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Registers the blocks of new shards and requests curate_block for exactly the new and changed blocks.")
+    def new_shards_sensor(context: dg.SensorEvaluationContext, storage: HareStorage):
+        plan = plan_blocks(profile, storage)
+        blocks = plan.blocks_to_run
+        if not blocks:
+            return dg.SkipReason(f"no new or changed shards among {plan.manifest.height} known")
+        known = set(context.instance.get_dynamic_partitions(BLOCKS.name))
+        context.log.info(f"new shards {plan.new_shards[:10]}, changed {plan.changed_shards[:10]}, deleted {plan.deleted_shards[:10]}")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(partition_key=block, run_key=f"{block}:{membership_fingerprint(plan.manifest, block)}",
+                              tags={"hare/block": block})
+                for block in blocks
+            ],
+            dynamic_partitions_requests=[BLOCKS.build_add_request([b for b in blocks if b not in known])],
+        )
 
-    @dg.schedule(name=SCHEDULE, cron_schedule=WEEKLY, job_name=curate_job, default_status=dg.DefaultScheduleStatus.STOPPED,
-                 description="Weekly rebuild: curate every source; automation carries it downstream, GPU steps on the same tick.")
+    @dg.schedule(name=SCHEDULE, cron_schedule=WEEKLY, job_name=block_job, default_status=dg.DefaultScheduleStatus.STOPPED,
+                 description="Weekly rebuild: every block through curate_block (finished shards skip); automation carries it on.")
     def weekly_rebuild(context: dg.ScheduleEvaluationContext):
-        return [dg.RunRequest(partition_key=s.name, run_key=f"{s.name}:{context.scheduled_execution_time:%Y-%m-%d}")
-                for s in profile.sources]
+        blocks = context.instance.get_dynamic_partitions(BLOCKS.name)
+        return [dg.RunRequest(partition_key=b, run_key=f"{b}:{context.scheduled_execution_time:%Y-%m-%d}") for b in blocks]
 
     return [new_shards_sensor], [weekly_rebuild]

@@ -3,13 +3,13 @@
 import dagster as dg
 
 from hare_assets.defs.automation import build_automation, with_automation
-from hare_assets.defs.curate.assets import CLEAN, DEDUP, build_curate_assets
+from hare_assets.defs.blocks import MANIFEST
+from hare_assets.defs.curate.assets import CLEAN, DECISIONS, DEDUP, SIGNATURES, build_curate_assets
 from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.curate.topics import CLUSTERS, EMBEDDINGS, TOPIC_DOCUMENTS, build_topic_assets
 from hare_assets.defs.evaluate.leakage import LEAKAGE, PARAPHRASES, build_leakage_assets
 from hare_assets.defs.evaluate.scores import build_score_assets
 from hare_assets.defs.ingest.assets import RAW, build_ingest_assets
-from hare_assets.defs.ingest.partitions import source_partitions
 from hare_assets.defs.integrity.assets import BENCHMARK_SETS, DECONTAMINATED, HITS, INDEX, build_integrity_assets
 from hare_assets.defs.integrity.partitions import benchmark_partitions
 from hare_assets.defs.model.assets import CHECKPOINT, MIXTURE, PACKED, build_model_assets
@@ -21,12 +21,14 @@ from hare_assets.lib.lineage import SCORES
 from hare_assets.lib.paths import cache_dir, hare_home
 from hare_assets.lib.profile import Profile
 
-CURATE_SOURCES_JOB = "curate_sources"
-CURATE_CORPUS_JOB = "curate_corpus"
+SCAN_JOB = "scan_shards"
+CURATE_BLOCK_JOB = "curate_block"
+DEDUP_JOB = "deduplicate_corpus"
+FINISH_BLOCK_JOB = "finish_block"
+CLUSTER_JOB = "cluster_topics"
 SYNTHESIZE_TOPIC_JOB = "synthesize_topic"
 BUILD_TASKS_JOB = "build_tasks"
 BENCHMARK_JOB = "load_benchmark"
-DECONTAMINATE_JOB = "decontaminate"
 TRAIN_STAGE_JOB = "train_stage"
 EVALUATE_JOB = "evaluate_checkpoint"
 LEAKAGE_JOB = "check_leakage"
@@ -50,13 +52,12 @@ def launcher_resource(profile: Profile) -> JobLauncher:
 
 
 def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitions:
-    sources = source_partitions(profile)
     tasks = task_partitions(profile)
     benchmarks = benchmark_partitions(profile)
     generator = generator_resource(profile)
     assets = with_automation([
-        *build_ingest_assets(profile, sources),
-        *build_curate_assets(profile, sources),
+        *build_ingest_assets(profile),
+        *build_curate_assets(profile),
         *build_topic_assets(profile),
         *build_synthesize_assets(profile, tasks, gpu=generator.uses_gpu),
         *build_integrity_assets(profile, benchmarks, tasks),
@@ -67,23 +68,27 @@ def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitio
     job = dg.define_asset_job
     select = dg.AssetSelection.assets
     jobs = [
-        job(CURATE_SOURCES_JOB, selection=select(RAW, CLEAN), description="Ingest and clean one source partition."),
-        job(CURATE_CORPUS_JOB, selection=select(DEDUP, EMBEDDINGS, CLUSTERS),
-            description="Deduplicate across sources, embed, and cluster into topics (registers topic partitions)."),
+        job(SCAN_JOB, selection=select(MANIFEST), description="List every source's shards and group new ones into blocks."),
+        job(CURATE_BLOCK_JOB, selection=select(MANIFEST, RAW, CLEAN, SIGNATURES),
+            description="One block: refresh the manifest, then ingest, clean and sign its shards (finished shards are skipped)."),
+        job(DEDUP_JOB, selection=select(DECISIONS, INDEX),
+            description="Decide the duplicates of the whole corpus from the blocks' signatures; index every benchmark's n-grams."),
+        job(FINISH_BLOCK_JOB, selection=select(DEDUP, DECONTAMINATED["d1"]),
+            description="One block: drop its duplicates, then decontaminate it."),
+        job(CLUSTER_JOB, selection=select(EMBEDDINGS, CLUSTERS),
+            description="Embed D1 and cluster it into topics (registers topic partitions)."),
         job(SYNTHESIZE_TOPIC_JOB, selection=select(TOPIC_DOCUMENTS, SYNTHETIC, DECONTAMINATED["d2"]),
             description="One topic's D1 documents and its D2 synthetic documents, decontaminated."),
         job(BUILD_TASKS_JOB, selection=select(TASKS, DECONTAMINATED["d3"]), description="One D3 task partition, decontaminated."),
         job(BENCHMARK_JOB, selection=select(BENCHMARK_SETS, PARAPHRASES),
             description="Load and normalise one benchmark (every split) and paraphrase items for the leakage check."),
-        job(DECONTAMINATE_JOB, selection=select(INDEX, DECONTAMINATED["d1"]),
-            description="Index every benchmark's n-grams and decontaminate D1."),
         job(TRAIN_STAGE_JOB, selection=select(MIXTURE, PACKED, CHECKPOINT),
             description="One stage: its training mixture, packed blocks and checkpoint (stage2 continues stage1)."),
         job(EVALUATE_JOB, selection=select(SCORES), description="lm-eval on one benchmark × stage."),
         job(LEAKAGE_JOB, selection=select(LEAKAGE), description="BenBench-style leakage check of one benchmark."),
         job(HITS_JOB, selection=select(HITS), description="Collect every benchmark hit with its lineage."),
     ]
-    sensors, schedules = build_automation(profile, CURATE_SOURCES_JOB)
+    sensors, schedules = build_automation(profile, CURATE_BLOCK_JOB)
     return dg.Definitions(
         assets=assets,
         jobs=jobs,

@@ -108,6 +108,8 @@ class DedupConfig(_Strict):
     spark_submit: list[str] = Field(
         default_factory=list, description="Extra arguments before the job module, e.g. --master/--packages"
     )
+    memory_limit: str = Field("1GB", description="DuckDB's memory limit for the corpus-wide decision; beyond it, it spills")
+    temp_dir: str | None = Field(None, description="where DuckDB spills (default: the system's temporary folder)")
 
     @model_validator(mode="after")
     def _bands_rows(self) -> DedupConfig:
@@ -184,7 +186,16 @@ class SourceConfig(_Strict):
 
 
 class IngestConfig(_Strict):
+    """D1 is processed in blocks of shards (see lib/shards.py and lib/blocks.py)."""
+
     max_doc_bytes: int = 8_000_000
+    block_bytes: int = Field(128 << 20, gt=0, description="shards are grouped into blocks of about this many bytes")
+    batch_records: int = Field(5000, gt=0, description="records per batch: what bounds a worker's memory")
+    workers: int | None = Field(None, gt=0, description="processes per block; default: the machine's cores")
+
+    @property
+    def processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 class EmbedConfig(_Strict):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -101,12 +101,19 @@ class ManifestUpdate:
         return sorted(set(self.new_blocks) | set(self.changed_blocks))
 
 
+def listing_fingerprint(file: ShardFile) -> str:
+    """A cheap stand-in for the content fingerprint (size and time), for planning without reading shards."""
+    return f"{file.bytes}:{file.modified}"
+
+
 def update_manifest(
-    previous: pl.DataFrame | None, listing: Iterable[ShardFile], source_order: list[str], block_bytes: int
+    previous: pl.DataFrame | None, listing: Iterable[ShardFile], source_order: list[str], block_bytes: int,
+    fingerprint: Callable[[ShardFile], str] = content_fingerprint,
 ) -> ManifestUpdate:
     """The next manifest from the previous one and a fresh listing (pure apart from hashing new or
     changed shards). Deterministic: the same inputs give the same blocks, so a rescan that finds
-    nothing new changes nothing."""
+    nothing new changes nothing, and a sensor that plans with `listing_fingerprint` names the same
+    blocks as the manifest asset will."""
     prev = {} if previous is None else {(r["source"], r["shard"]): r for r in previous.iter_rows(named=True)}
     next_seq = 1 + max((r["seq"] for r in prev.values()), default=-1)
     last_block = {}
@@ -125,11 +132,11 @@ def update_manifest(
         if old["bytes"] == file.bytes and old["modified"] == file.modified and old["status"] == PRESENT:
             rows.append(old)
             continue
-        fingerprint = content_fingerprint(file)
-        if fingerprint != old["fingerprint"] or old["status"] != PRESENT:
+        new_fingerprint = fingerprint(file)
+        if new_fingerprint != old["fingerprint"] or old["status"] != PRESENT:
             changed.append(f"{file.source}/{file.shard}")
             changed_blocks.add(old["block"])
-        rows.append({**old, "url": file.url, "bytes": file.bytes, "modified": file.modified, "fingerprint": fingerprint,
+        rows.append({**old, "url": file.url, "bytes": file.bytes, "modified": file.modified, "fingerprint": new_fingerprint,
                      "status": PRESENT})
     deleted = []
     for key, old in prev.items():
@@ -149,7 +156,7 @@ def update_manifest(
                 next_seq += 1
             size += file.bytes
             rows.append({"source": source, "shard": file.shard, "url": file.url, "bytes": file.bytes, "modified": file.modified,
-                         "fingerprint": content_fingerprint(file), "block": new_blocks[-1], "seq": block_seq, "status": PRESENT})
+                         "fingerprint": fingerprint(file), "block": new_blocks[-1], "seq": block_seq, "status": PRESENT})
             new_shards.append(f"{source}/{file.shard}")
     manifest = pl.DataFrame(rows, schema=MANIFEST_SCHEMA).sort("seq", "shard")
     return ManifestUpdate(manifest, new_blocks, sorted(changed_blocks - set(new_blocks)), new_shards, changed, deleted)

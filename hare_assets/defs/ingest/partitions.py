@@ -1,9 +1,5 @@
-"""One static partition per profile source."""
+"""Block partitions: registered by `shard_manifest`, one per block of shards (`web-00042`); keys never change."""
 
 import dagster as dg
 
-from hare_assets.lib.profile import Profile
-
-
-def source_partitions(profile: Profile) -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition([s.name for s in profile.sources])
+BLOCKS = dg.DynamicPartitionsDefinition(name="blocks")

@@ -6,12 +6,16 @@ mixture passes through a `decontaminated_*` asset, whose blocking check re-scans
 
 import os
 import time
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from hare_assets.defs.accounting import account_metadata, accounting_result, accounting_spec
+from hare_assets.defs.blocks import block_jobs, run_stage, shard_metadata
+from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.curate.assets import DEDUP
 from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.curate.topics import ASSIGNMENTS, CLUSTERS
@@ -19,6 +23,7 @@ from hare_assets.defs.metadata import frame_markdown, reason_table
 from hare_assets.defs.resources import HareStorage
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS
 from hare_assets.lib.accounting import Account
+from hare_assets.lib.blocks import decontaminate_part, iter_part
 from hare_assets.lib.benchmarks import BENCHMARKS_DIR_ENV, items_frame, items_from_frame, load_items, load_registry
 from hare_assets.lib.contamination import HITS as HIT_SCHEMA
 from hare_assets.lib.contamination import (
@@ -163,24 +168,56 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
             },
             check_results=[
                 accounting_result(asset, account),
-                _recheck(asset, tables.read(asset, partition), index, rule),
+                _recheck(asset, [tables.read(asset, partition)], index, rule),
             ],
         )
 
     common = dict(group_name="integrity", kinds={"parquet", "numpy"})
 
+    d1_rule = rule_for(integrity, "d1")
+
     @dg.asset(
         name=DECONTAMINATED["d1"],
+        partitions_def=BLOCKS,
         deps=[DEDUP, INDEX],
         check_specs=[accounting_spec(DECONTAMINATED["d1"]), _contamination_check(DECONTAMINATED["d1"])],
-        code_version=_describe(rule_for(integrity, "d1"), integrity.strict),
-        description=(f"D1 without benchmark leakage: `{DEDUP}` rows whose n-gram rate against the benchmarks reaches "
-                     f"integrity.d1 are removed (`{REASON}`); rows that quote a benchmark item have the quoted stretch cut out "
-                     f"(edit `benchmark_excised`); every hit is in `{DECONTAMINATED['d1']}__hits`."),
+        code_version=_describe(d1_rule, integrity.strict),
+        description=(f"One block of D1 without benchmark leakage: `{DEDUP}` rows whose n-gram rate against the benchmarks "
+                     f"reaches integrity.d1 are removed (`{REASON}`); rows that quote a benchmark item have the quoted stretch "
+                     f"cut out (edit `benchmark_excised`); every hit is in `{DECONTAMINATED['d1']}__hits`. Streams each shard "
+                     "in batches."),
         **common,
     )
     def decontaminated_documents(context: dg.AssetExecutionContext, storage: HareStorage):
-        return decontaminate_partition(storage.tables, "d1", None)
+        tables, block, asset = storage.tables, context.partition_key, DECONTAMINATED["d1"]
+        index = load_index(tables, d1_rule.n)
+        jobs = block_jobs(tables, block, DEDUP, (_describe(d1_rule, integrity.strict), index_fingerprint(tables)))
+        started = time.perf_counter()
+        work = partial(decontaminate_part, tables, DEDUP, asset, block, index, d1_rule, profile.ingest.batch_records)
+        run = run_stage(context, tables, asset, [f"{asset}__removed", f"{asset}__hits"], jobs, work, 1)
+        seconds = time.perf_counter() - started
+        removed = tables.read(f"{asset}__removed", block, columns=["source", "shard", "row", "reason", "detail"])
+        account = Account(rows_in=tables.num_rows(DEDUP, block), rows_out=tables.num_rows(asset, block),
+                          removed=Account.count(removed["reason"].to_list()) if removed.height else {})
+        hits = tables.read(f"{asset}__hits", block)
+        mb = sum(tables.fs.size(f) for f in tables.files(DEDUP, block)) / 1e6
+        return dg.MaterializeResult(
+            metadata={
+                **account_metadata(account),
+                **shard_metadata(run),
+                "rule": dg.MetadataValue.text(_describe(d1_rule, integrity.strict)),
+                "documents_with_hits": dg.MetadataValue.int(run.total("documents_with_hits")),
+                "documents_excised": dg.MetadataValue.int(run.total("documents_excised")),
+                "removed": reason_table(removed),
+                "contamination": frame_markdown(contamination_matrix(hits)) if hits.height else dg.MetadataValue.md("no hits"),
+                "throughput_mb_s": dg.MetadataValue.float(round(mb / max(seconds, 1e-9), 2)),
+                "path": dg.MetadataValue.path(tables.url(asset, block)),
+            },
+            check_results=[
+                accounting_result(asset, account),
+                _recheck(asset, _batches(tables, asset, block), index, d1_rule),
+            ],
+        )
 
     @dg.asset(
         name=DECONTAMINATED["d2"],
@@ -276,13 +313,27 @@ def _describe(rule: DecontamRule, strict: bool) -> str:
     return text + (f"; or >= {rule.min_item_share:.0%} of one item" if rule.min_item_share is not None else "")
 
 
-def _recheck(asset: str, kept: pl.DataFrame, index: NgramIndex, rule: DecontamRule) -> dg.AssetCheckResult:
-    """The blocking check: scan what was written, independently of the removal pass."""
-    flagged = scan_batch(kept["text"].to_list(), index, rule).contaminated
-    bad = kept.filter(pl.Series(flagged))
+def _batches(tables: TableStore, table: str, block: str) -> Iterator[pl.DataFrame]:
+    for job_part in (tables.committed(table, block) or {"parts": []})["parts"]:
+        yield from iter_part(tables, table, block, job_part, ["doc_id", "source", "shard", "row", "text"])
+
+
+def index_fingerprint(tables: TableStore) -> str:
+    """What the stored benchmark index holds: a rebuilt index redoes the D1 blocks."""
+    return ",".join(f"{tables.fs.size(f)}" for f in tables.files(INDEX_ITEMS))
+
+
+def _recheck(asset: str, kept: Iterable[pl.DataFrame], index: NgramIndex, rule: DecontamRule) -> dg.AssetCheckResult:
+    """The blocking check: scan what was written, independently of the removal pass (batch by batch)."""
+    scanned, bad = 0, []
+    for frame in kept:
+        scanned += frame.height
+        flagged = frame.filter(pl.Series(scan_batch(frame["text"].to_list(), index, rule).contaminated, dtype=pl.Boolean))
+        bad.append(flagged.select("doc_id", "source", "shard", "row"))
+    bad_rows = pl.concat(bad) if bad else pl.DataFrame()
     return dg.AssetCheckResult(
-        asset_key=asset, check_name=CHECK, passed=bad.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{bad.height} kept rows reach the rule" if bad.height else "no kept row reaches the rule",
-        metadata={"rows_scanned": kept.height, "rows_over_threshold": bad.height,
-                  "examples": dg.MetadataValue.json(bad.select("doc_id", "source", "shard", "row").head(5).to_dicts())},
+        asset_key=asset, check_name=CHECK, passed=bad_rows.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{bad_rows.height} kept rows reach the rule" if bad_rows.height else "no kept row reaches the rule",
+        metadata={"rows_scanned": scanned, "rows_over_threshold": bad_rows.height,
+                  "examples": dg.MetadataValue.json(bad_rows.head(5).to_dicts())},
     )
