@@ -10,9 +10,12 @@ from hare_assets.lib.paths import PROFILES_DIR
 from hare_assets.lib.profile import load_profile
 
 EXPECTED = {
+    "shard_manifest": ("ingest", False),
     "raw_documents": ("ingest", True),
     "clean_documents": ("curate", True),
-    "deduplicated_documents": ("curate", False),
+    "minhash_signatures": ("curate", True),
+    "duplicate_decisions": ("curate", False),
+    "deduplicated_documents": ("curate", True),
     "document_embeddings": ("curate", False),
     "topic_clusters": ("curate", False),
     "topic_documents": ("curate", True),
@@ -20,7 +23,7 @@ EXPECTED = {
     "task_documents": ("synthesize", True),
     "benchmark_sets": ("integrity", True),
     "benchmark_ngram_index": ("integrity", False),
-    "decontaminated_documents": ("integrity", False),
+    "decontaminated_documents": ("integrity", True),
     "decontaminated_synthetic": ("integrity", True),
     "decontaminated_tasks": ("integrity", True),
     "contamination_hits": ("integrity", False),
@@ -51,14 +54,14 @@ def test_assets_groups_partitions_and_checks():
         assert (node.partitions_def is not None) == partitioned
         assert node.kinds and node.description
         assert (dg.AssetCheckKey(dg.AssetKey(name), "rows_accounted") in node.check_keys) == (name in ACCOUNTED), name
-    sources = graph.get(dg.AssetKey("raw_documents")).partitions_def.get_partition_keys()
-    assert sources == ["encyclopedia", "forum", "news", "books"]
+    for name in ("raw_documents", "clean_documents", "minhash_signatures", "deduplicated_documents", "decontaminated_documents"):
+        assert graph.get(dg.AssetKey(name)).partitions_def == dg.DynamicPartitionsDefinition(name="blocks"), name
 
 
 def test_lineage_runs_from_task_text_back_to_raw():
     graph = defs.resolve_asset_graph()
     chain = ["task_documents", "synthetic_documents", "topic_documents", "topic_clusters", "document_embeddings",
-             "deduplicated_documents", "clean_documents", "raw_documents"]
+             "deduplicated_documents", "clean_documents", "raw_documents", "shard_manifest"]
     for child, parent in zip(chain, chain[1:]):
         assert dg.AssetKey(parent) in graph.get(dg.AssetKey(child)).parent_keys, (child, parent)
 
@@ -68,6 +71,7 @@ def test_lineage_runs_from_benchmark_scores_back_to_raw():
     names = {k.to_user_string() for k in graph.get_ancestor_asset_keys(dg.AssetKey("benchmark_scores"))}
     assert {"checkpoint", "packed_sequences", "training_mixture", "decontaminated_documents", "decontaminated_synthetic",
             "decontaminated_tasks", "synthetic_documents", "topic_clusters", "deduplicated_documents", "raw_documents",
+            "duplicate_decisions", "minhash_signatures", "shard_manifest",
             "benchmark_sets", "contamination_hits"} <= names
 
 
@@ -95,8 +99,9 @@ def test_partitions_topics_dynamic_tasks_static():
 
 
 def test_jobs_and_resources():
-    assert {job.name for job in defs.jobs} >= {"curate_sources", "curate_corpus", "synthesize_topic", "build_tasks",
-                                               "load_benchmark", "decontaminate", "train_stage", "evaluate_checkpoint"}
+    assert {job.name for job in defs.jobs} >= {"scan_shards", "curate_block", "deduplicate_corpus", "finish_block",
+                                               "cluster_topics", "synthesize_topic", "build_tasks", "load_benchmark",
+                                               "train_stage", "evaluate_checkpoint"}
     assert {"storage", "generator", "launcher"} <= set(defs.resources)
     assert {s.name for s in defs.sensors} == {"new_shards_sensor", "run_health_sensor"}
     assert {s.name for s in defs.schedules} == {"weekly_rebuild"}

@@ -87,6 +87,7 @@ def run_block(tables: TableStore, table: str, block: str, jobs: list[PartJob], w
     def record(job: PartJob, receipt: dict) -> None:
         receipt = {**receipt, "fingerprint": job.fingerprint, "shard": job.shard}
         tables.write_receipt(table, block, job.part, receipt)
+        failpoint("shard_done")
         receipts[job.part] = receipt
         log(f"{table}[{block}]: shard {len(receipts)}/{len(jobs)} {job.shard} done")
 

@@ -25,6 +25,7 @@ def watched(tmp_path, monkeypatch):
             {"name": "encyclopedia", "format": "jsonl", "path": str(tmp_path / "corpus/encyclopedia")},
             {"name": "news", "format": "tsv", "path": str(tmp_path / "corpus/news"), "quality": {"min_words": 20}},
         ],
+        "ingest": {"block_bytes": 65536},  # encyclopedia's two 113 KB shards: a block each
         "integrity": {"benchmarks": ["demo_mc"]},
         "tasks": {"restruct": ["qa"]},
         "model": demo["model"],
@@ -35,50 +36,73 @@ def watched(tmp_path, monkeypatch):
     return load_profile(path), tmp_path
 
 
-def test_a_new_shard_requests_its_source(watched):
+def _tick(sensor, instance, defs) -> dg.SensorResult | dg.SkipReason:
+    """What the sensor returns (the daemon applies the partition requests before it resolves the runs)."""
+    return sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=dict(defs.resources)))
+
+
+def test_a_new_shard_requests_exactly_its_block_and_leaves_the_others_untouched(watched):
     profile, root = watched
-    defs = build_definitions(profile, home=str(root / "home"))
+    home = root / "home"
+    defs = build_definitions(profile, home=str(home))
     sensor = defs.resolve_sensor_def("new_shards_sensor")
+    job = defs.resolve_job_def("curate_block")
+    assert sensor.job_name == "curate_block"
     with dg.instance_for_test() as instance:
-        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-        assert not first.run_requests and "baseline" in first.skip_message
-        quiet = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
-        assert not quiet.run_requests and quiet.skip_message == "no new shards"
+        first = _tick(sensor, instance, defs)  # nothing ingested yet: every block, registered by the sensor
+        assert sorted(r.partition_key for r in first.run_requests) == ["encyclopedia-00000", "encyclopedia-00001", "news-00000"]
+        [added] = first.dynamic_partitions_requests
+        assert sorted(added.partition_keys) == ["encyclopedia-00000", "encyclopedia-00001", "news-00000"]
+        instance.add_dynamic_partitions("blocks", list(added.partition_keys))
+        for request in first.run_requests:
+            assert job.execute_in_process(partition_key=request.partition_key, instance=instance).success
+        assert _tick(sensor, instance, defs).skip_message.startswith("no new or changed shards")
+        store = TableStore(str(home))
+        before = {p: p.read_bytes() for p in sorted(home.glob("*/encyclopedia-0000[01]/*.parquet"))}
+        assert len(before) >= 6
 
-        new = root / "corpus/encyclopedia/part-002.jsonl"
-        new.write_text('{"id": "x1", "title": "Tides", "text": "The tides rise and fall twice a day because the Moon pulls on the oceans."}\n')
-        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=quiet.cursor, definitions=defs))
+        # a shard in a subfolder, with a space and non-ASCII letters in its name
+        new = root / "corpus/encyclopedia/new batch/Gezeiten für alle.jsonl"
+        new.parent.mkdir()
+        new.write_text('{"id": "x1", "title": "Tides", "text": "The tides rise and fall twice a day because the Moon pulls '
+                       'on the oceans, and the Sun adds its own smaller pull to it."}\n')
+        tick, again = _tick(sensor, instance, defs), _tick(sensor, instance, defs)
         [request] = tick.run_requests
-        assert request.partition_key == "encyclopedia" and request.tags["hare/new_shards"] == "part-002.jsonl"
-        assert sensor.job_name == "curate_sources"
+        assert request.partition_key == "encyclopedia-00002"
+        assert [r.run_key for r in again.run_requests] == [request.run_key]  # stable: the daemon runs it once
+        assert list(tick.dynamic_partitions_requests[0].partition_keys) == ["encyclopedia-00002"]
+        instance.add_dynamic_partitions("blocks", ["encyclopedia-00002"])
 
-        # the run the sensor asks for ingests the new shard
-        result = defs.resolve_job_def("curate_sources").execute_in_process(partition_key="encyclopedia", instance=instance)
+        result = job.execute_in_process(partition_key="encyclopedia-00002", instance=instance)
         assert result.success
-        assert "part-002.jsonl" in set(TableStore(str(root / "home")).read("raw_documents", "encyclopedia")["shard"])
-        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor, definitions=defs))
-        assert not again.run_requests
+        assert store.read("raw_documents", "encyclopedia-00002")["shard"].to_list() == ["new batch/Gezeiten für alle.jsonl"]
+        [part] = [p.name for p in (home / "raw_documents" / "encyclopedia-00002").glob("*.parquet")]
+        assert part.isascii() and " " not in part and part.startswith("new_batch_Gezeiten_fur_alle.jsonl-")
+        assert {p: p.read_bytes() for p in sorted(home.glob("*/encyclopedia-0000[01]/*.parquet"))} == before
+        assert isinstance(_tick(sensor, instance, defs), dg.SkipReason)
 
 
-def test_weekly_schedule_requests_every_source(watched):
+def test_weekly_schedule_requests_every_block(watched):
     profile, root = watched
     defs = build_definitions(profile, home=str(root / "home"))
     schedule = defs.resolve_schedule_def("weekly_rebuild")
     assert schedule.cron_schedule == "0 3 * * 1"
     with dg.instance_for_test() as instance:
+        assert defs.resolve_job_def("scan_shards").execute_in_process(instance=instance).success
         context = dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def(), scheduled_execution_time=dt.datetime(2026, 12, 7, 3, tzinfo=dt.timezone.utc))
         requests = schedule.evaluate_tick(context).run_requests
-    assert sorted(r.partition_key for r in requests) == ["encyclopedia", "news"]
+    assert sorted(r.partition_key for r in requests) == ["encyclopedia-00000", "encyclopedia-00001", "news-00000"]
 
 
 def test_data_stages_follow_their_inputs_and_gpu_stages_wait(watched):
     profile, root = watched
     defs = build_definitions(profile, home=str(root / "home"))
     with dg.instance_for_test() as instance:
+        assert defs.resolve_job_def("scan_shards").execute_in_process(instance=instance).success
         baseline = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        for source in ("encyclopedia", "news"):
-            assert defs.resolve_job_def("curate_sources").execute_in_process(partition_key=source, instance=instance).success
+        for block in ("encyclopedia-00000", "encyclopedia-00001", "news-00000"):
+            assert defs.resolve_job_def("curate_block").execute_in_process(partition_key=block, instance=instance).success
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=baseline.cursor)
         requested = {key.to_user_string() for key in (r.key for r in result.results) if result.get_num_requested(key)}
-        assert "deduplicated_documents" in requested
+        assert "duplicate_decisions" in requested
         assert not requested & {"checkpoint", "benchmark_scores", "leakage_report", "synthetic_documents", "task_documents"}

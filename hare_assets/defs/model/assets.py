@@ -84,7 +84,7 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
         name=MIXTURE,
         partitions_def=STAGES,
         deps=[
-            DECONTAMINATED["d1"],
+            dg.AssetDep(DECONTAMINATED["d1"], partition_mapping=dg.AllPartitionMapping()),
             CLUSTERS,
             dg.AssetDep(DECONTAMINATED["d2"], partition_mapping=dg.AllPartitionMapping()),
             dg.AssetDep(DECONTAMINATED["d3"], partition_mapping=dg.AllPartitionMapping()),
