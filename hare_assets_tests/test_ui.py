@@ -2,7 +2,7 @@
 
 The server runs on a free loopback port with its own DAGSTER_HOME (the checkout's dagster.yaml),
 HARE_HOME and HARE_CACHE. The browser checks that the asset graph loads, then materializes the
-`news` partition of `raw_documents` through the asset page's Materialize dialog, the way a
+`news-00000` block of `raw_documents` through the asset page's Materialize dialog, the way a
 person would. The run and the materialization are then checked in the Dagster instance and on
 disk, and the asset page must show the new materialization.
 
@@ -43,7 +43,7 @@ SERVER_START_TIMEOUT_S = 150  # the code location alone takes 10-20 s to load on
 UI_TIMEOUT_MS = 60_000  # one wait on one selector
 RUN_TIMEOUT_S = 150  # queued -> dequeued by the daemon -> run subprocess -> success
 ASSET = "raw_documents"
-PARTITION = "news"
+PARTITION = "news-00000"
 GRAPH_ASSETS = ("raw_documents", "clean_documents", "deduplicated_documents")
 
 LOCATIONS_QUERY = """
@@ -163,12 +163,12 @@ def playwright_api():
 
 
 def _wait_for_run(instance, timeout_s: float):
-    """The one run that the UI launched, once it has finished."""
+    """The runs that the UI launched (they have a partition), once they have finished."""
     import dagster as dg
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        runs = instance.get_runs()
+        runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition")]
         if runs and all(r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
                                      dg.DagsterRunStatus.CANCELED) for r in runs):
             return runs
@@ -179,6 +179,9 @@ def _wait_for_run(instance, timeout_s: float):
 @pytest.mark.timeout(300)
 def test_ui_loads_the_graph_and_materializes_one_partition(playwright_api, dagster_ui, tmp_path, monkeypatch):
     import dagster as dg
+
+    from hare_assets.defs.graph import build_definitions
+    from hare_assets.lib.profile import load_profile
 
     sync_playwright, expect = playwright_api
     base, home, data = dagster_ui
@@ -196,13 +199,19 @@ def test_ui_loads_the_graph_and_materializes_one_partition(playwright_api, dagst
         context.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(UI_TIMEOUT_MS)
+        monkeypatch.chdir(home)  # dagster.yaml's storage paths are relative to DAGSTER_HOME
+        monkeypatch.setenv("HARE_HOME", str(data))
+        with dg.DagsterInstance.from_config(str(home)) as instance:  # the manifest registers the demo's six blocks
+            ui_defs = build_definitions(load_profile("demo"))
+            assert dg.materialize(list(ui_defs.assets), selection=["shard_manifest"], resources=dict(ui_defs.resources),
+                                  instance=instance).success
         try:
             # 1. The asset graph: raw_documents and two levels downstream, laid out with their groups.
             page.goto(f"{base}/assets/{ASSET}?view=lineage&lineageScope=downstream&lineageDepth=2")
             graph = page.locator("svg foreignObject")
             for name in GRAPH_ASSETS:
                 expect(graph.get_by_text(name, exact=True).first).to_be_visible(timeout=UI_TIMEOUT_MS)
-            expect(graph.get_by_text("4 partitions").first).to_be_visible(timeout=UI_TIMEOUT_MS)
+            expect(graph.get_by_text("6 partitions").first).to_be_visible(timeout=UI_TIMEOUT_MS)
             expect(graph.get_by_text(re.compile(r"^Loading"))).to_have_count(0, timeout=UI_TIMEOUT_MS)
             page.screenshot(path=ARTIFACTS / "graph.png")
 
@@ -228,7 +237,6 @@ def test_ui_loads_the_graph_and_materializes_one_partition(playwright_api, dagst
             short_id = re.search(r"[0-9a-f]{8}", toast.inner_text()).group(0)
 
             # 3. The instance: exactly one run, for that partition, succeeded and materialized it.
-            monkeypatch.chdir(home)  # dagster.yaml's storage paths are relative to DAGSTER_HOME
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 runs = _wait_for_run(instance, RUN_TIMEOUT_S)
                 assert len(runs) == 1, [(r.run_id, r.tags) for r in runs]
@@ -239,7 +247,7 @@ def test_ui_loads_the_graph_and_materializes_one_partition(playwright_api, dagst
                 assert instance.get_materialized_partitions(dg.AssetKey(ASSET)) == {PARTITION}
                 event = instance.get_latest_materialization_event(dg.AssetKey(ASSET))
                 assert event.asset_materialization.partition == PARTITION
-            assert (data / ASSET / f"{PARTITION}.parquet").is_file()
+            assert (data / ASSET / PARTITION / "_manifest.json").is_file()
 
             # 4. The asset page shows it: the latest materialization links to the partition.
             page.goto(f"{base}/assets/{ASSET}")
