@@ -83,12 +83,15 @@ def decide(
                 WHERE d.ord <> k.kept""")
         else:
             con.execute("CREATE TABLE exact_dups (ord BIGINT, kept BIGINT)")
-        con.execute("""CREATE TABLE buckets AS
-            SELECT ord, unnest(bands) AS key, unnest(range(len(bands))) AS band FROM docs
-            WHERE shingles > 0 AND ord NOT IN (SELECT ord FROM exact_dups)""")
-        con.execute("""CREATE TABLE pairs AS SELECT DISTINCT h.head, b.ord FROM buckets b
-            JOIN (SELECT band, key, min(ord) AS head FROM buckets GROUP BY band, key HAVING count(*) > 1) h USING (band, key)
-            WHERE b.ord <> h.head""")
+        con.execute("""CREATE TABLE candidates AS
+            SELECT ord, bands FROM docs ANTI JOIN exact_dups USING (ord) WHERE shingles > 0""")
+        con.execute("CREATE TABLE band_pairs (head BIGINT, ord BIGINT)")
+        for band in range(1, params.bands + 1):  # one band at a time: a working set of one key per document
+            con.execute(f"""INSERT INTO band_pairs SELECT h.head, c.ord
+                FROM (SELECT ord, bands[{band}] AS key FROM candidates) c
+                JOIN (SELECT bands[{band}] AS key, min(ord) AS head FROM candidates GROUP BY 1 HAVING count(*) > 1) h USING (key)
+                WHERE c.ord <> h.head""")
+        con.execute("CREATE TABLE pairs AS SELECT DISTINCT head, ord FROM band_pairs")
         candidates = con.execute("SELECT count(*) FROM pairs").fetchone()[0]
         log(f"dedup: {documents} documents, {candidates} candidate pairs")
         verified = _verify(con, text_files, params, Path(work)) if params.verify else con.execute(

@@ -17,9 +17,9 @@ import csv
 import json
 import re
 import zlib
-from fnmatch import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from typing import Any
 
 import fsspec

@@ -113,10 +113,14 @@ class TableStore:
         try:
             with fs.open(tmp, "wb") as fh:
                 writer = PartWriter(fh, schema)
-                with space_guard(self.location(target)):
-                    yield writer
-                    writer.close()
-                    self._sync(fh)
+                try:
+                    with space_guard(self.location(target)):
+                        yield writer
+                        writer.close()
+                        self._sync(fh)
+                except BaseException:
+                    writer.abandon()
+                    raise
             fs.mv(tmp, target)
         finally:
             if fs.exists(tmp):
@@ -235,6 +239,13 @@ class PartWriter:
 
     def close(self) -> None:
         self._writer.close()
+
+    def abandon(self) -> None:
+        """Release the writer of a part that will not be kept (its temporary file is removed)."""
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001 - the part is discarded; the error that stopped it is what matters
+            pass
 
 
 def _arrow_schema(schema: dict) -> pa.Schema:

@@ -2,7 +2,17 @@ import random
 
 import numpy as np
 
-from hare_assets.lib.dedup import EXACT, NEAR, MinHashParams, find_duplicates, first_ingested_wins, jaccard, shingles, signature, _permutation_seeds
+from hare_assets.lib.dedup import (
+    EXACT,
+    NEAR,
+    MinHashParams,
+    _permutation_seeds,
+    find_duplicates,
+    first_ingested_wins,
+    jaccard,
+    shingles,
+    signature,
+)
 from hare_assets.lib.profile import DedupConfig
 
 WORDS = "river stone garden market winter silver engine harbour forest letter window candle music orbit".split()

@@ -15,16 +15,16 @@ import polars as pl
 
 from hare_assets.defs.accounting import account_metadata, accounting_result, accounting_spec
 from hare_assets.defs.blocks import block_jobs, run_stage, shard_metadata
-from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.curate.assets import DEDUP
 from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.curate.topics import ASSIGNMENTS, CLUSTERS
+from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.metadata import frame_markdown, reason_table
 from hare_assets.defs.resources import HareStorage
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS
 from hare_assets.lib.accounting import Account
-from hare_assets.lib.blocks import decontaminate_part, iter_part
 from hare_assets.lib.benchmarks import BENCHMARKS_DIR_ENV, items_frame, items_from_frame, load_items, load_registry
+from hare_assets.lib.blocks import decontaminate_part, iter_part
 from hare_assets.lib.contamination import HITS as HIT_SCHEMA
 from hare_assets.lib.contamination import (
     REASON,

@@ -1,0 +1,133 @@
+"""D1 on blocks through the real assets: one more shard gives what all shards from scratch give and leaves the earlier
+blocks' files as they were; a block five times bigger needs no more memory."""
+
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from hare_assets.defs.graph import build_definitions
+from hare_assets.lib.paths import DEMO_DIR
+from hare_assets.lib.profile import load_profile
+from hare_assets.lib.storage import TableStore
+
+_SENTENCES = sorted({s.strip() for line in (DEMO_DIR / "corpus/encyclopedia/part-000.jsonl").open()
+                     for s in re.split(r"(?<=\.) ", json.loads(line)["text"]) if len(s.split()) >= 6})
+
+
+def _document(rng: random.Random, sentences: int = 14) -> str:
+    return " ".join(rng.sample(_SENTENCES, sentences))
+
+
+def _near_copy(text: str, rng: random.Random) -> str:
+    words = text.split()
+    for _ in range(3):
+        words[rng.randrange(len(words))] = "indeed"
+    return " ".join(words)
+
+
+def _write_shard(path: Path, texts: list[str]) -> None:
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+
+def _profile(tmp_path: Path, name: str, corpus: Path, block_bytes: int) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\ningest: {{block_bytes: {block_bytes}, workers: 1}}\n"
+                    "clean: {language: {sample_chars: 300}}\n"  # language ID dominates cleaning time; a sample does here
+                    f"sources: [{{name: web, format: jsonl, path: {corpus}}}]\n")
+    return path
+
+
+def _run_d1(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    assets, resources = list(defs.assets), dict(defs.resources)
+    assert dg.materialize(assets, selection=["shard_manifest"], resources=resources, instance=instance).success
+    blocks = sorted(instance.get_dynamic_partitions("blocks"))
+    for block in blocks:
+        assert dg.materialize(assets, selection=["raw_documents", "clean_documents", "minhash_signatures"], partition_key=block,
+                              resources=resources, instance=instance).success
+    assert dg.materialize(assets, selection=["duplicate_decisions"], resources=resources, instance=instance).success
+    for block in blocks:
+        assert dg.materialize(assets, selection=["deduplicated_documents"], partition_key=block, resources=resources,
+                              instance=instance).success
+
+
+def _kept(home: Path) -> set[tuple]:
+    return set(TableStore(str(home)).read("deduplicated_documents", columns=["doc_id", "shard", "row"]).iter_rows())
+
+
+def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_alone(tmp_path):
+    rng = random.Random(11)
+    shards = [[_document(rng) for _ in range(12)] for _ in range(6)]
+    for i in range(1, 6):  # each shard repeats some of the shards before it, exactly and nearly
+        earlier = rng.choice(shards[:i])
+        shards[i] += [earlier[0], _near_copy(earlier[1], rng)]
+    shards[5] += [_near_copy(shards[5][0], rng)]  # and the last one repeats itself
+    everything, growing = tmp_path / "all", tmp_path / "growing"
+    for folder in (everything, growing):
+        folder.mkdir()
+        for i, texts in enumerate(shards[:5] if folder == growing else shards):
+            _write_shard(folder / f"part-{i}.jsonl", texts)
+
+    block_bytes = 2 * (everything / "part-0.jsonl").stat().st_size  # two shards a block
+    scratch = build_definitions(load_profile(_profile(tmp_path, "all", everything, block_bytes)), home=str(tmp_path / "h-all"))
+    _run_d1(scratch, dg.DagsterInstance.ephemeral())
+
+    defs = build_definitions(load_profile(_profile(tmp_path, "growing", growing, block_bytes)), home=str(tmp_path / "h-grow"))
+    instance = dg.DagsterInstance.ephemeral()
+    _run_d1(defs, instance)
+    blocks = sorted(instance.get_dynamic_partitions("blocks"))
+    assert len(blocks) >= 3
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "h-grow").glob("*/web-0000*/**/*")) if p.is_file()}
+    kept_before = _kept(tmp_path / "h-grow")
+
+    _write_shard(growing / "part-5.jsonl", shards[5])
+    _run_d1(defs, instance)
+    assert sorted(instance.get_dynamic_partitions("blocks")) == [*blocks, f"web-{len(blocks):05d}"]
+    after = {p: p.read_bytes() for p in before}
+    assert after == before  # every file of the earlier blocks, data and receipts, byte for byte
+    kept = _kept(tmp_path / "h-grow")
+    assert kept_before <= kept  # nothing kept before was removed by the new shard
+    assert kept == _kept(tmp_path / "h-all")
+    removed = TableStore(str(tmp_path / "h-grow")).read("deduplicated_documents__removed")
+    assert set(removed.filter(pl.col("shard") == "part-5.jsonl")["reason"]) == {"exact_duplicate", "near_duplicate"}
+
+
+_PEAK_RSS = """
+import resource, sys, dagster as dg
+from hare_assets.defs.graph import build_definitions
+from hare_assets.lib.profile import load_profile
+defs = build_definitions(load_profile(sys.argv[1]), home=sys.argv[2])
+instance = dg.DagsterInstance.ephemeral()
+instance.add_dynamic_partitions("blocks", ["web-00000"])
+assert dg.materialize(list(defs.assets), selection=["shard_manifest", "raw_documents", "clean_documents", "minhash_signatures"],
+                      partition_key="web-00000", resources=dict(defs.resources), instance=instance).success
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_a_block_five_times_bigger_needs_no_more_memory(tmp_path):
+    rng = random.Random(5)
+    peaks = {}
+    shard = [_document(rng, 60) for _ in range(550)]  # about 4 MB
+    for name, shard_count in (("small", 2), ("large", 10)):
+        corpus = tmp_path / name
+        corpus.mkdir()
+        for i in range(shard_count):
+            _write_shard(corpus / f"part-{i:02d}.jsonl", shard[i:] + shard[:i])
+        profile = _profile(tmp_path, name, corpus, 1 << 30)
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(profile), str(tmp_path / f"home-{name}")],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        peaks[name] = int(proc.stdout.split()[-1]) * 1024
+        store = TableStore(str(tmp_path / f"home-{name}"))
+        assert store.num_rows("raw_documents", "web-00000") == 550 * shard_count
+    # Holding a block in memory (six bytes per byte before blocks) would add about 190 MB to the large one.
+    print(f"\npeak RSS: 8 MB block {peaks['small'] / 2**20:.0f} MiB, 40 MB block {peaks['large'] / 2**20:.0f} MiB")
+    assert peaks["large"] <= 1.3 * peaks["small"], peaks
