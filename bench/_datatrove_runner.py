@@ -1,7 +1,7 @@
 """datatrove's side of bench/curate.py; runs in the peers' venv (.venv-bench), never in .venv.
 
-    python bench/_datatrove_runner.py pipeline INPUT_DIR WORK_DIR RESULT_JSON [NGRAM BANDS ROWS]
-    python bench/_datatrove_runner.py dedup    INPUT_DIR WORK_DIR RESULT_JSON [NGRAM BANDS ROWS]
+    python bench/_datatrove_runner.py pipeline INPUT_DIR WORK_DIR RESULT_JSON [NGRAM BANDS ROWS [TASKS WORKERS]]
+    python bench/_datatrove_runner.py dedup    INPUT_DIR WORK_DIR RESULT_JSON [NGRAM BANDS ROWS [TASKS WORKERS]]
 
 `pipeline`: JsonlReader -> GopherRepetitionFilter -> GopherQualityFilter -> C4QualityFilter
 (default parameters) -> JsonlWriter, then datatrove's four MinHash stages on what the
@@ -9,7 +9,8 @@ filters kept. `dedup`: the four MinHash stages on every exported document. Minha
 5-gram shingles, 14 buckets x 8 hashes unless NGRAM BANDS ROWS say otherwise. Every stage runs on a LocalPipelineExecutor with
 workers=1 (in this process, sequentially); tasks=1 everywhere except MinhashDedupBuckets,
 which datatrove requires to run as one task per bucket (tasks=14, still workers=1).
-Timings cover the work only; ids are collected into RESULT_JSON after the clock stops.
+TASKS WORKERS (bench/scale.py) run the reading stages as TASKS tasks (one per input file or more) on
+WORKERS processes instead. Timings cover the work only; ids are collected into RESULT_JSON after the clock stops.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from datatrove.pipeline.writers import JsonlWriter  # noqa: E402
 IMPORT_S = time.perf_counter() - _T0
 _SHAPE = [int(x) for x in sys.argv[5:8]] if len(sys.argv) >= 8 else [5, 14, 8]
 CONFIG = MinhashConfig(n_grams=_SHAPE[0], num_buckets=_SHAPE[1], hashes_per_bucket=_SHAPE[2])
+TASKS, WORKERS = (int(sys.argv[8]), int(sys.argv[9])) if len(sys.argv) >= 10 else (1, 1)
 
 
-def run(pipeline, logs: Path, tasks: int = 1) -> float:
+def run(pipeline, logs: Path, tasks: int | None = None) -> float:
     start = time.perf_counter()
-    LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=str(logs)).run()
+    tasks = tasks or TASKS
+    LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(WORKERS, tasks), logging_dir=str(logs)).run()
     return time.perf_counter() - start
 
 
@@ -53,7 +56,7 @@ def minhash(docs_dir: Path, work: Path, out_dir: Path) -> dict[str, float]:
         "buckets_s": run([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=CONFIG)],
                          work / "logs/buckets", tasks=CONFIG.num_buckets),
         "cluster_s": run([MinhashDedupCluster(str(work / "buckets"), str(work / "remove_ids"), config=CONFIG)],
-                         work / "logs/cluster"),
+                         work / "logs/cluster", tasks=1),
         "filter_s": run([JsonlReader(str(docs_dir)), MinhashDedupFilter(str(work / "remove_ids")),
                          JsonlWriter(str(out_dir), compression=None)], work / "logs/filter"),
     }

@@ -269,7 +269,7 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     report = dedup_paths(
         [Path(p) for p in args.paths], text_field=args.text_field,
         columns=args.columns.split(",") if args.columns else None, ngram=args.ngram, num_perm=args.num_perm,
-        threshold=args.threshold, bands=args.bands, rows=args.rows,
+        threshold=args.threshold, bands=args.bands, rows=args.rows, memory_limit=args.memory_limit,
     )
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     dd.add_argument("--threshold", type=float, default=defaults.threshold, help="exact Jaccard a near-duplicate must reach")
     dd.add_argument("--bands", type=int, default=defaults.bands, help="with --rows; 0 lets text-dedup's optimal_param choose")
     dd.add_argument("--rows", type=int, default=defaults.rows)
+    dd.add_argument("--memory-limit", default=defaults.memory_limit, help="DuckDB's memory limit for the decision; it spills beyond it")
     dd.add_argument("--show", type=int, default=20, help="pairs to list without --json")
     dd.set_defaults(func=cmd_dedup)
 

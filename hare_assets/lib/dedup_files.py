@@ -1,12 +1,18 @@
-"""`hare dedup`: the graph's exact + MinHash dedup on arbitrary files, outside Dagster."""
+"""`hare dedup`: the graph's exact + MinHash dedup on arbitrary files, outside Dagster, in bounded memory."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from hare_assets.lib.dedup import EXACT, NEAR, MinHashParams, find_duplicates
+import polars as pl
+
+from hare_assets.lib.dedup import EXACT, NEAR, MinHashParams, _permutation_seeds, signature_rows
+from hare_assets.lib.dedup_engine import SIGNATURES, EngineConfig, decide, ingest_order
 from hare_assets.lib.profile import DedupConfig, SourceConfig
-from hare_assets.lib.readers import read_shard
+from hare_assets.lib.readers import ShardResult, iter_shard
 
 _SUFFIXES = {
     ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -34,24 +40,22 @@ def expand(paths: list[Path]) -> list[Path]:
     return files
 
 
-def read_documents(
-    paths: list[Path], text_field: str = "text", columns: list[str] | None = None, max_doc_bytes: int = 64_000_000
-) -> tuple[list[Path], list[str], list[dict], list[dict]]:
-    """(files, texts, where each text is as {file, row}, unreadable records) of files or folders, through
-    the graph's readers, so `hare dedup` and `hare scan` read exactly what a source of that format would."""
-    files = expand(paths)
-    texts, where, quarantined = [], [], []
-    for file in files:
+def iter_documents(
+    paths: list[Path], quarantined: list[dict], text_field: str = "text", columns: list[str] | None = None,
+    max_doc_bytes: int = 64_000_000,
+) -> Iterator[tuple[int, Path, ShardResult]]:
+    """(file index, file, a batch of its records) for files or folders, through the graph's streaming readers, so
+    `hare dedup` and `hare scan` read exactly what a source of that format would, in bounded memory. Unreadable
+    records are appended to `quarantined` as {file, row, reason, detail}."""
+    for index, file in enumerate(expand(paths)):
         source = SourceConfig(
             name="files", format=infer_format(file), path=str(file), text_field=text_field,
             has_header=columns is None, columns=columns,
         )
-        result = read_shard(source, file.name, max_doc_bytes)
-        for doc in result.docs:
-            texts.append(doc["text"])
-            where.append({"file": str(file), "row": doc["row"]})
-        quarantined.extend({"file": str(file), "row": q["row"], "reason": q["reason"], "detail": q["detail"]} for q in result.quarantine)
-    return files, texts, where, quarantined
+        for batch in iter_shard(source, file.name, max_doc_bytes):
+            quarantined.extend({"file": str(file), "row": q["row"], "reason": q["reason"], "detail": q["detail"]}
+                               for q in batch.quarantine)
+            yield index, file, batch
 
 
 def dedup_paths(
@@ -64,22 +68,44 @@ def dedup_paths(
     bands: int | None = 20,
     rows: int | None = 5,
     max_doc_bytes: int = 64_000_000,
+    memory_limit: str = "1GB",
 ) -> dict:
-    files, texts, where, quarantined = read_documents(paths, text_field, columns, max_doc_bytes)
+    """The graph's dedup on files: signatures and texts go to a temporary folder batch by batch, and the
+    out-of-core engine decides (first file, then first row, wins), so memory does not grow with the input."""
     params = MinHashParams.from_profile(
         DedupConfig(ngram=ngram, num_perm=num_perm, threshold=threshold, bands=bands or None, rows=rows if bands else None)
     )
-    duplicates = find_duplicates(texts, params)
+    seeds = _permutation_seeds(params)
+    quarantined: list[dict] = []
+    files, documents = set(), 0
+    with tempfile.TemporaryDirectory(prefix="hare-dedup-files-") as work:
+        signature_files, text_files = [], []
+        for i, (index, file, batch) in enumerate(iter_documents(paths, quarantined, text_field, columns, max_doc_bytes)):
+            files.add(index)
+            if not batch.docs:
+                continue
+            texts, rows_ = [d["text"] for d in batch.docs], [d["row"] for d in batch.docs]
+            where = {"source": "files", "shard": str(file), "row": rows_}
+            pl.DataFrame({"ord": [ingest_order(index, 0, r) for r in rows_], "block": "files", **where,
+                          "doc_id": [d["doc_id"] for d in batch.docs], **signature_rows(texts, params, seeds)},
+                         schema=SIGNATURES).write_parquet(f"{work}/signatures-{i:06d}.parquet")
+            pl.DataFrame({**where, "text": texts}).write_parquet(f"{work}/texts-{i:06d}.parquet")
+            signature_files.append(f"{work}/signatures-{i:06d}.parquet")
+            text_files.append(f"{work}/texts-{i:06d}.parquet")
+            documents += len(texts)
+        decisions, _ = decide(signature_files, text_files, params, True, EngineConfig(memory_limit=memory_limit, threads=os.cpu_count() or 1),
+                              log=lambda _: None)
     return {
         "files": len(files),
-        "documents": len(texts),
-        "duplicates_removed": len(duplicates),
-        "exact_duplicates": sum(d.reason == EXACT for d in duplicates),
-        "near_duplicates": sum(d.reason == NEAR for d in duplicates),
+        "documents": documents,
+        "duplicates_removed": decisions.height,
+        "exact_duplicates": int((decisions["reason"] == EXACT).sum()),
+        "near_duplicates": int((decisions["reason"] == NEAR).sum()),
         "params": {"ngram": params.ngram, "num_perm": params.num_perm, "bands": params.bands, "rows": params.rows, "threshold": params.threshold},
         "clusters": [
-            {"kept": where[d.kept], "removed": where[d.removed], "reason": d.reason, "similarity": round(d.similarity, 4)}
-            for d in duplicates
+            {"kept": {"file": d["kept_shard"], "row": d["kept_row"]}, "removed": {"file": d["shard"], "row": d["row"]},
+             "reason": d["reason"], "similarity": round(d["similarity"], 4)}
+            for d in decisions.iter_rows(named=True)
         ],
         "quarantined": quarantined,
     }

@@ -11,7 +11,7 @@ from typing import Any
 from hare_assets.lib.benchmarks import benchmarks_dir as default_benchmarks_dir
 from hare_assets.lib.benchmarks import load_items, load_registry
 from hare_assets.lib.decontam import DecontamRule, NgramIndex, scan, scan_batch
-from hare_assets.lib.dedup_files import read_documents
+from hare_assets.lib.dedup_files import iter_documents
 
 _SPAN_CHARS = 300  # of each matched span, in the report
 _SPANS_PER_DOC = 5
@@ -66,32 +66,39 @@ def scan_paths(
     if index.n != rule.n:
         raise ValueError(f"index has n={index.n}, rule wants n={rule.n}")
 
-    files, texts, where, quarantined = read_documents([Path(p) for p in paths], text_field, columns, max_doc_bytes)
-
-    batch = scan_batch(texts, index, rule)
-    flagged = batch.contaminated
+    quarantined: list[dict] = []
+    files, scanned, with_hits, flagged_total = set(), 0, 0, 0
     hits, docs = [], []
     per_benchmark: dict[str, dict[str, Any]] = defaultdict(lambda: {"documents": 0, "flagged": 0, "items": set()})
-    for i in sorted(batch.hits):
-        detail = scan(texts[i], index)  # spans in the original text: only for documents with hits
-        matched = [texts[i][a:b][:_SPAN_CHARS] for a, b in detail.spans[:_SPANS_PER_DOC]]
-        rates = {kind: round(detail.rate(kind, rule.gap), 4) for kind in ("coverage", "positions", "strict")}
-        doc = {**where[i], "words": detail.words, "rate": round(float(batch.rates[i]), 4), **{f"rate_{k}": v for k, v in rates.items()},
-               "flagged": bool(flagged[i]), "matched": matched}
-        docs.append(doc)
-        for bench in {h.benchmark for h in batch.hits[i]}:
-            entry = per_benchmark[bench]
-            entry["documents"] += 1
-            entry["flagged"] += int(flagged[i])
-        for h in batch.hits[i]:
-            per_benchmark[h.benchmark]["items"].add(h.item_id)
-            hits.append({**where[i], "benchmark": h.benchmark, "split": h.split, "item_id": h.item_id,
-                         "matched_ngrams": h.matched_ngrams, "item_share": h.item_share, "rate": doc["rate"], "flagged": doc["flagged"], "matched": matched})
+    for file_index, file, records in iter_documents([Path(p) for p in paths], quarantined, text_field, columns, max_doc_bytes):
+        files.add(file_index)  # batch by batch: memory holds one batch and the documents with hits
+        texts = [d["text"] for d in records.docs]
+        batch = scan_batch(texts, index, rule) if texts else None
+        if batch is None:
+            continue
+        flagged = batch.contaminated
+        scanned, with_hits, flagged_total = scanned + len(texts), with_hits + len(batch.hits), flagged_total + int(flagged.sum())
+        for i in sorted(batch.hits):
+            where = {"file": str(file), "row": records.docs[i]["row"]}
+            detail = scan(texts[i], index)  # spans in the original text: only for documents with hits
+            matched = [texts[i][a:b][:_SPAN_CHARS] for a, b in detail.spans[:_SPANS_PER_DOC]]
+            rates = {kind: round(detail.rate(kind, rule.gap), 4) for kind in ("coverage", "positions", "strict")}
+            doc = {**where, "words": detail.words, "rate": round(float(batch.rates[i]), 4), **{f"rate_{k}": v for k, v in rates.items()},
+                   "flagged": bool(flagged[i]), "matched": matched}
+            docs.append(doc)
+            for bench in {h.benchmark for h in batch.hits[i]}:
+                entry = per_benchmark[bench]
+                entry["documents"] += 1
+                entry["flagged"] += int(flagged[i])
+            for h in batch.hits[i]:
+                per_benchmark[h.benchmark]["items"].add(h.item_id)
+                hits.append({**where, "benchmark": h.benchmark, "split": h.split, "item_id": h.item_id,
+                             "matched_ngrams": h.matched_ngrams, "item_share": h.item_share, "rate": doc["rate"], "flagged": doc["flagged"], "matched": matched})
     return {
         "files": len(files),
-        "documents_scanned": len(texts),
-        "documents_with_hits": len(batch.hits),
-        "documents_flagged": int(flagged.sum()),
+        "documents_scanned": scanned,
+        "documents_with_hits": with_hits,
+        "documents_flagged": flagged_total,
         "rule": {"n": rule.n, "rate": rule.rate, "threshold": rule.threshold, "bridge": rule.gap, "min_item_share": rule.min_item_share},
         "index": {**index.stats(), "benchmarks": info},
         "per_benchmark": {

@@ -144,6 +144,7 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
         failpoint("dedup")
         tables.write(DECISIONS, decisions)
         per_block = decisions.group_by("block").agg(pl.len().alias("removed")).sort("block")
+        per_source = _per_source(tables, blocks, decisions)
         return dg.MaterializeResult(metadata={
             "dagster/row_count": dg.MetadataValue.int(decisions.height),
             "documents": dg.MetadataValue.int(stats.documents),
@@ -153,6 +154,7 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             "verified_pairs": dg.MetadataValue.int(stats.verified_pairs),
             "clusters": dg.MetadataValue.int(decisions["kept_doc_id"].n_unique()),
             "per_block": frame_markdown(per_block),
+            "per_source": frame_markdown(per_source),
             "minhash": dg.MetadataValue.json(
                 {"ngram": params.ngram, "num_perm": params.num_perm, "bands": params.bands, "rows": params.rows,
                  "threshold": params.threshold, "verify": params.verify, "seed": params.seed,
@@ -197,3 +199,15 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
         )
 
     return [clean_documents, minhash_signatures, duplicate_decisions, deduplicated_documents]
+
+
+def _per_source(tables, blocks: list[str], decisions: pl.DataFrame) -> pl.DataFrame:
+    """D1 accounting summed over each source's blocks (from the stored tables' row counts)."""
+    rows = [{"source": b.rsplit("-", 1)[0], "blocks": 1, "raw": tables.num_rows(RAW, b),
+             "quarantined": tables.num_rows(f"{RAW}__quarantine", b) + tables.num_rows(f"{CLEAN}__quarantine", b),
+             "cleaned_away": tables.num_rows(f"{CLEAN}__removed", b), "clean": tables.num_rows(CLEAN, b)} for b in blocks]
+    duplicates = decisions.group_by("source").agg(pl.len().alias("duplicates"))
+    frame = pl.DataFrame(rows, schema={"source": pl.String, "blocks": pl.Int64, "raw": pl.Int64, "quarantined": pl.Int64,
+                                       "cleaned_away": pl.Int64, "clean": pl.Int64})
+    return (frame.group_by("source").sum().join(duplicates, on="source", how="left").fill_null(0)
+            .with_columns((pl.col("clean") - pl.col("duplicates")).alias("kept")).sort("source"))
