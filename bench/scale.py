@@ -7,7 +7,7 @@ adding one block costs.
 1. Generates a corpus per size from the real corpora (deterministic, seed 0): every document is
    8-40 sentences drawn from the sentences of all real corpora (so distinct documents of real
    text), written as JSONL shards of `--shard-mb`; a known share are planted near duplicates
-   (about 4 % of the words replaced) or exact copies of an earlier document, recorded with
+   (about 2 % of the words replaced) or exact copies of an earlier document, recorded with
    their shard and row.
 2. Runs D1 through the real Dagster assets (bench/_scale_runner.py: manifest, then per block
    ingest -> clean -> MinHash signatures, the corpus-wide duplicate decision, then per block
@@ -83,7 +83,7 @@ def generate(out: Path, mb: float, pool: list[str], seed: int, prefix: str = "pa
             kind = "exact" if roll < EXACT_SHARE else "near"
             if kind == "near":
                 words = text.split()
-                for _ in range(max(1, len(words) // 25)):
+                for _ in range(max(1, len(words) // 50)):
                     words[rng.randrange(len(words))] = rng.choice(rng.choice(pool).split())
                 text = " ".join(words)
             planted.append({"copy": f"{name}#{row}", "original": key, "kind": kind})

@@ -93,7 +93,10 @@ def run_block(tables: TableStore, table: str, block: str, jobs: list[PartJob], w
 
     pool_size = min(workers, len(pending))
     if pool_size > 1 and sum(j.bytes for j in pending) >= POOL_MIN_BYTES:
-        context = multiprocessing.get_context("spawn")
+        # Workers fork from a server that imported the stages once (not from the step's threads): they start in
+        # milliseconds and share the imported code's memory.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
         with ProcessPoolExecutor(pool_size, mp_context=context, initializer=die_with_parent()) as pool:
             futures = {pool.submit(work, job): job for job in pending}
             try:
