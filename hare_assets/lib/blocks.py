@@ -97,7 +97,7 @@ def run_block(tables: TableStore, table: str, block: str, jobs: list[PartJob], w
         # milliseconds and share the imported code's memory.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
-        with ProcessPoolExecutor(pool_size, mp_context=context, initializer=die_with_parent()) as pool:
+        with ProcessPoolExecutor(pool_size, mp_context=context, initializer=_worker_start) as pool:
             futures = {pool.submit(work, job): job for job in pending}
             try:
                 while futures:
@@ -115,6 +115,13 @@ def run_block(tables: TableStore, table: str, block: str, jobs: list[PartJob], w
             record(job, work(job))
     ordered = {job.part: receipts[job.part] for job in jobs}
     return BlockRun(ordered, [j.shard for j in pending], [j.shard for j in jobs if j not in pending])
+
+
+def _worker_start() -> None:
+    """A pool worker ends with the process that started it (kill -9 of the step included)."""
+    preexec = die_with_parent()
+    if preexec:
+        preexec()
 
 
 def iter_part(tables: TableStore, table: str, block: str, part: str, columns: list[str] | None = None,

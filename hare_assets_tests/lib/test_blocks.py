@@ -4,6 +4,9 @@ import json
 
 import polars as pl
 
+from functools import partial
+
+from hare_assets.lib import blocks
 from hare_assets.lib.blocks import PartJob, ingest_part, run_block
 from hare_assets.lib.profile import SourceConfig
 from hare_assets.lib.storage import TableStore
@@ -30,3 +33,20 @@ def test_an_unreadable_shard_is_retried_then_quarantined_and_the_block_goes_on(t
     assert again.read == [] and again.skipped == ["gone.jsonl", "ok.jsonl"] and calls == ["gone.jsonl", "ok.jsonl"]
     changed = [jobs[0], PartJob("ok", "ok.jsonl", "web", 10, "f2-changed")]  # a new fingerprint: that shard again
     assert run_block(tables, "raw", "web-00000", changed, work, workers=1, log=lambda _: None).read == ["ok.jsonl"]
+
+
+def test_a_pool_of_workers_writes_what_one_process_writes(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    for i in range(4):
+        (tmp_path / "data" / f"s{i}.jsonl").write_text("".join(json.dumps({"text": f"Shard {i} line {j}."}) + "\n" for j in range(300)))
+    src = SourceConfig(name="web", format="jsonl", path=str(tmp_path / "data"))
+    jobs = [PartJob(f"s{i}", f"s{i}.jsonl", "web", 10, f"f{i}") for i in range(4)]
+    monkeypatch.setattr(blocks, "POOL_MIN_BYTES", 0)
+    parts = {}
+    for workers in (1, 2):
+        tables = TableStore(str(tmp_path / f"home-{workers}"))
+        run = run_block(tables, "raw", "web-00000", jobs, partial(ingest_part, tables, "raw", "web-00000", src, 1000, 100),
+                        workers=workers, log=lambda _: None)
+        assert sorted(run.read) == [f"s{i}.jsonl" for i in range(4)]
+        parts[workers] = {p.name: p.read_bytes() for p in (tmp_path / f"home-{workers}" / "raw" / "web-00000").glob("*.parquet")}
+    assert len(parts[1]) == 4 and parts[1] == parts[2]
