@@ -140,7 +140,8 @@ class TableStore:
 
     def commit(self, table: str, partition: str, parts: list[str], info: dict | None = None) -> None:
         """Make a folder partition's parts visible as one version: the manifest is written last; parts
-        and receipts it does not list (a deleted shard's, a legacy single file) are removed after it."""
+        and receipts it does not list (a deleted shard's, a legacy single file) and the temporary files
+        of killed runs are removed after it."""
         folder = self.part_dir(table, partition)
         body = {"parts": sorted(parts), **(info or {})}
         self._write_bytes(f"{folder}/{PARTS_MANIFEST}", folder, json.dumps(body, sort_keys=True).encode())
@@ -151,6 +152,8 @@ class TableStore:
         for path in self.fs.glob(f"{folder}/{RECEIPTS}/*.json"):
             if path.rsplit("/", 1)[-1][: -len(".json")] not in body["parts"]:
                 self.fs.rm(path)
+        for path in self.fs.glob(f"{folder}/*.tmp-*"):
+            self.fs.rm(path)
         legacy = self.path(table, partition)
         if self.fs.exists(legacy):
             self.fs.rm(legacy)

@@ -92,3 +92,16 @@ def test_a_full_disk_fails_the_write_with_path_and_bytes_and_keeps_the_previous_
     assert (tmp_path / "docs" / "s.parquet").read_bytes() == before
     assert store.read("docs", "s").to_dicts() == [{"n": 0, "text": "previous"}]
     assert not list((tmp_path / "docs").glob("*.tmp-*")), "the partial temporary file is removed"
+
+
+def test_part_files_are_seen_only_once_committed_and_commit_clears_what_it_does_not_list(tmp_path):
+    store = TableStore(str(tmp_path))
+    with store.part_writer("raw", "web-00000", "a", {"n": pl.Int64}) as part:
+        part.write(pl.DataFrame({"n": [1, 2]}))
+    store.write_part("raw", "web-00000", "old", pl.DataFrame({"n": [9]}))
+    stray = tmp_path / "raw" / "web-00000" / "b.parquet.tmp-0123"  # a killed run's half-written part
+    stray.write_bytes(b"PAR1")
+    assert not store.exists("raw", "web-00000") and store.partitions("raw") == []  # nothing committed yet
+    store.commit("raw", "web-00000", ["a"])
+    assert store.read("raw", "web-00000")["n"].to_list() == [1, 2] and store.num_rows("raw") == 2
+    assert sorted(p.name for p in (tmp_path / "raw" / "web-00000").iterdir()) == ["_manifest.json", "a.parquet"]
