@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 HARE_PROFILE ?= demo
 
-.PHONY: setup demo test test-fast ui bench-curate bench-topics bench-decontam bench-train clean chromium
+.PHONY: setup demo test test-fast ui bench-curate bench-scale bench-topics bench-decontam bench-train clean chromium
 
 $(BIN)/hare: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ ui: setup
 
 bench-curate: setup
 	$(BIN)/python bench/curate.py
+
+bench-scale: setup
+	$(BIN)/python bench/scale.py
 
 bench-topics: setup
 	$(BIN)/python bench/topics.py
