@@ -30,7 +30,7 @@ from hare_assets.lib.storage import TableStore
 pytestmark = pytest.mark.slow
 
 # One point inside each kind of step, in the order a demo run reaches them.
-KINDS = ["ingest", "clean", "dedup", "embeddings", "decontaminate_d1", "synthesis", "training", "evaluation"]
+KINDS = ["ingest", "clean", "dedup", "decontaminate_d1", "embeddings", "synthesis", "training", "evaluation"]
 STOP_WITHIN_S = 10.0
 REACH_TIMEOUT_S = 420
 

@@ -3,7 +3,8 @@
 - `new_shards_sensor` lists every source through fsspec (local folders and remote URLs),
   plans the manifest update from the stored manifest (sizes and times only: it reads no
   shard), registers the new blocks and requests `curate_block` for exactly the new and
-  changed blocks. Run keys are the block and its membership, so they are stable across
+  changed blocks. Until a first `shard_manifest` exists it only waits: the first ingestion
+  of a corpus is started by a person (`hare demo`, or the manifest and a backfill in the UI). Run keys are the block and its membership, so they are stable across
   ticks and daemon restarts and a block is requested once per content.
 - Data stages downstream carry `AutomationCondition.eager()`: once their inputs update they
   rematerialize (the duplicate decision, dedup and decontamination per block, embeddings,
@@ -72,6 +73,8 @@ def build_automation(profile: Profile, block_job: str) -> tuple[list[dg.SensorDe
     @dg.sensor(name=SENSOR, job_name=block_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
                description="Registers the blocks of new shards and requests curate_block for exactly the new and changed blocks.")
     def new_shards_sensor(context: dg.SensorEvaluationContext, storage: HareStorage):
+        if not storage.tables.exists(MANIFEST):
+            return dg.SkipReason(f"no {MANIFEST} yet: materialize it (or run hare demo) to ingest the corpus a first time")
         plan = plan_blocks(profile, storage)
         blocks = plan.blocks_to_run
         if not blocks:

@@ -99,12 +99,13 @@ def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_
 
 
 _PEAK_RSS = """
-import resource, sys, dagster as dg
+import resource, sys, dagster as dg, psutil
 from hare_assets.defs.graph import build_definitions
 from hare_assets.lib.profile import load_profile
 defs = build_definitions(load_profile(sys.argv[1]), home=sys.argv[2])
 instance = dg.DagsterInstance.ephemeral()
 instance.add_dynamic_partitions("blocks", ["web-00000"])
+print(psutil.Process().memory_info().rss // 1024)  # before the work: imports and definitions
 assert dg.materialize(list(defs.assets), selection=["shard_manifest", "raw_documents", "clean_documents", "minhash_signatures"],
                       partition_key="web-00000", resources=dict(defs.resources), instance=instance).success
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -115,7 +116,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def test_a_block_five_times_bigger_needs_no_more_memory(tmp_path):
     rng = random.Random(5)
     peaks = {}
-    shard = [_document(rng, 60) for _ in range(550)]  # about 4 MB
+    shard = [_document(rng, 60) for _ in range(200)]  # about 1.5 MB
+    base = {}
     for name, shard_count in (("small", 2), ("large", 10)):
         corpus = tmp_path / name
         corpus.mkdir()
@@ -125,9 +127,13 @@ def test_a_block_five_times_bigger_needs_no_more_memory(tmp_path):
         proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(profile), str(tmp_path / f"home-{name}")],
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        peaks[name] = int(proc.stdout.split()[-1]) * 1024
+        base[name], peaks[name] = (int(v) * 1024 for v in proc.stdout.split()[-2:])
         store = TableStore(str(tmp_path / f"home-{name}"))
-        assert store.num_rows("raw_documents", "web-00000") == 550 * shard_count
-    # Holding a block in memory (six bytes per byte before blocks) would add about 190 MB to the large one.
-    print(f"\npeak RSS: 8 MB block {peaks['small'] / 2**20:.0f} MiB, 40 MB block {peaks['large'] / 2**20:.0f} MiB")
+        assert store.num_rows("raw_documents", "web-00000") == 200 * shard_count
+    growth = {k: (peaks[k] - base[k]) / 2**20 for k in peaks}
+    print(f"\npeak RSS: 3 MB block {peaks['small'] / 2**20:.0f} MiB (+{growth['small']:.0f} for the work), "
+          f"15 MB block {peaks['large'] / 2**20:.0f} MiB (+{growth['large']:.0f})")
     assert peaks["large"] <= 1.3 * peaks["small"], peaks
+    # What the work itself adds must not grow with the block either (holding the block, six bytes per byte of
+    # input before blocks, would add about 70 MB more to the large one).
+    assert growth["large"] <= 1.3 * growth["small"] + 10, growth
