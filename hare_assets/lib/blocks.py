@@ -219,14 +219,6 @@ def dedup_part(tables: TableStore, source_table: str, table: str, block: str, de
     return {"rows_in": rows_in, "rows_out": kept.rows, "removed": dict(removed_by)}
 
 
-def source_jobs(shards: pl.DataFrame, settings: str) -> list[PartJob]:
-    """PartJobs for a block's manifest rows (see `lib.shards.block_shards`), fingerprinted with the stage's settings."""
-    from hare_assets.lib.shards import safe_name
-
-    return [PartJob(safe_name(r["shard"]), r["shard"], r["source"], r["bytes"], stage_fingerprint(r["fingerprint"], settings),
-                    r["seq"], i) for i, r in enumerate(shards.iter_rows(named=True))]
-
-
 def decontaminate_part(tables: TableStore, source_table: str, table: str, block: str, index, rule, batch: int,
                        job: PartJob) -> dict:
     """One shard's documents against the benchmark index: kept, `table__removed` and every hit in `table__hits`."""

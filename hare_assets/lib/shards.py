@@ -42,6 +42,10 @@ def block_number(block: str) -> int:
     return int(block.rsplit("-", 1)[1])
 
 
+def block_source(block: str) -> str:
+    return block.rsplit("-", 1)[0]
+
+
 def safe_name(shard: str) -> str:
     """A file name for a shard's part files: readable, ASCII, no folders, and unique (a short hash of the
     original name tells `a/b.jsonl` from `a_b.jsonl`)."""

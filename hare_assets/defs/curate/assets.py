@@ -22,6 +22,7 @@ from hare_assets.lib.dedup import MinHashParams
 from hare_assets.lib.dedup_engine import EngineConfig, decide
 from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.profile import Profile, SourceConfig
+from hare_assets.lib.shards import block_source
 
 CLEAN = "clean_documents"
 SIGNATURES = "minhash_signatures"
@@ -203,7 +204,7 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
 
 def _per_source(tables, blocks: list[str], decisions: pl.DataFrame) -> pl.DataFrame:
     """D1 accounting summed over each source's blocks (from the stored tables' row counts)."""
-    rows = [{"source": b.rsplit("-", 1)[0], "blocks": 1, "raw": tables.num_rows(RAW, b),
+    rows = [{"source": block_source(b), "blocks": 1, "raw": tables.num_rows(RAW, b),
              "quarantined": tables.num_rows(f"{RAW}__quarantine", b) + tables.num_rows(f"{CLEAN}__quarantine", b),
              "cleaned_away": tables.num_rows(f"{CLEAN}__removed", b), "clean": tables.num_rows(CLEAN, b)} for b in blocks]
     duplicates = decisions.group_by("source").agg(pl.len().alias("duplicates"))

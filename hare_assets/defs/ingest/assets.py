@@ -15,7 +15,7 @@ from hare_assets.lib import readers
 from hare_assets.lib.accounting import Account
 from hare_assets.lib.blocks import ingest_part
 from hare_assets.lib.profile import Profile
-from hare_assets.lib.shards import DELETED, PRESENT, list_source, update_manifest
+from hare_assets.lib.shards import DELETED, PRESENT, block_source, list_source, update_manifest
 
 RAW = "raw_documents"
 QUARANTINE = f"{RAW}__quarantine"
@@ -89,7 +89,7 @@ def build_ingest_assets(profile: Profile) -> list[dg.AssetsDefinition]:
     )
     def raw_documents(context: dg.AssetExecutionContext, storage: HareStorage):
         tables, block = storage.tables, context.partition_key
-        source = profile.source(block.rsplit("-", 1)[0])
+        source = profile.source(block_source(block))
         settings = (read_code, ingest.max_doc_bytes, source.model_dump(mode="json", exclude={"path", "weight", "quality"}))
         jobs = block_jobs(tables, block, None, settings)
         work = partial(ingest_part, tables, RAW, block, source, ingest.max_doc_bytes, ingest.batch_records)
