@@ -1,10 +1,15 @@
 """The `hare` command line on real files and a real materialized home."""
 
 import json
+import random
+import subprocess
+import sys
 
 import polars as pl
+import pytest
 
 from hare_assets.cli import main
+from hare_assets.lib.paths import DEMO_DIR
 from hare_assets.lib.storage import TableStore
 
 
@@ -28,6 +33,36 @@ def test_dedup_directory_and_text_output(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 documents in 2 files; 1 duplicates (0 exact, 1 near)" in out
     assert "b.parquet#0 -> kept" in out
+
+
+_DEDUP_PEAK_RSS = """
+import resource, sys
+from hare_assets.cli import main
+assert main(["dedup", sys.argv[1], "--json"]) == 0
+open(sys.argv[2], "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+"""
+
+
+@pytest.mark.slow
+def test_dedup_of_ten_times_more_files_needs_no_more_memory(tmp_path):
+    """`hare dedup` streams files in batches and decides out of core: 30 MB needs what 3 MB needs."""
+    words = sorted({w for line in (DEMO_DIR / "corpus/encyclopedia/part-000.jsonl").open() for w in json.loads(line)["text"].split()})
+    rng = random.Random(7)
+    peaks = {}
+    for name, files in (("small", 2), ("large", 20)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(files):  # 1,000 distinct documents of 200 words (1.5 MB) and 50 exact copies among them
+            docs = [" ".join(rng.choices(words, k=200)) for _ in range(1000)]
+            (folder / f"part-{i:02d}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs + docs[::20]))
+        proc = subprocess.run([sys.executable, "-c", _DEDUP_PEAK_RSS, str(folder), str(tmp_path / f"{name}.rss")],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads(proc.stdout)
+        assert (report["documents"], report["exact_duplicates"], report["near_duplicates"]) == (1050 * files, 50 * files, 0)
+        peaks[name] = int((tmp_path / f"{name}.rss").read_text()) * 1024
+    print(f"\nhare dedup peak RSS: 3 MB {peaks['small'] >> 20} MiB, 30 MB {peaks['large'] >> 20} MiB")
+    assert peaks["large"] <= 1.2 * peaks["small"], peaks
 
 
 def test_sql_queries_the_catalog(tmp_path, monkeypatch, capsys):

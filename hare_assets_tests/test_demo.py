@@ -7,6 +7,7 @@ import pytest
 
 from hare_assets.cli import main
 from hare_assets.lib.paths import DEMO_DIR
+from hare_assets.lib.profile import load_profile
 
 PLANTED = json.loads((DEMO_DIR / "planted.json").read_text())
 
@@ -207,7 +208,9 @@ def test_checkpoints_reload_generate_and_record_their_lineage(demo_home):
     records = pl.concat([store.read("checkpoints", p) for p in store.partitions("checkpoints")])
     stage1, stage2 = (records.filter(pl.col("stage") == s).row(0, named=True) for s in ("stage1", "stage2"))
     assert stage2["init_from"] == stage1["checkpoint_id"] and stage1["init_from"] is None
-    assert stage2["final_loss"] < stage1["final_loss"] + 1.0 and stage1["steps"] == stage2["steps"] == 150
+    training = load_profile("demo").training
+    assert stage2["final_loss"] < stage1["final_loss"] + 1.0
+    assert (stage1["steps"], stage2["steps"]) == (training.stage1.max_steps, training.stage2.max_steps)
     for rec in (stage1, stage2):  # each checkpoint id trains in its own run folder
         assert rec["path"].endswith(f"/{rec['stage']}/{rec['checkpoint_id']}/checkpoint")
     model = AutoModelForCausalLM.from_pretrained(stage2["path"])
@@ -218,7 +221,9 @@ def test_checkpoints_reload_generate_and_record_their_lineage(demo_home):
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=8, do_sample=False)
     assert out.shape[1] == ids.shape[1] + 8
-    assert store.read("checkpoints__manifest", stage2["checkpoint_id"])["tokens"].sum() > 100_000
+    trained_on = store.read("checkpoints__manifest", stage2["checkpoint_id"])  # the stage's mixture, shard by shard
+    assert trained_on.equals(store.read("training_mixture__manifest", "stage2"))
+    assert trained_on["tokens"].sum() >= load_profile("demo").mixture.stage2.tokens
 
 
 def test_scores_per_stage_with_clean_and_contaminated_subsets(demo_home):

@@ -26,6 +26,7 @@ import pytest
 
 from hare_assets.defs.runs import ACTIVE
 from hare_assets.lib.paths import PROJECT_ROOT
+from hare_assets.lib.profile import load_profile
 from hare_assets.lib.storage import TableStore
 
 pytestmark = pytest.mark.slow
@@ -139,7 +140,7 @@ def _assert_same_tables(done: TableStore, reference: TableStore) -> None:
 
 def signals_for(kind: str) -> list[signal.Signals]:
     """A polite signal (SIGTERM and SIGINT by turns) then SIGKILL at each kind; all three in training, whose
-    reruns get a little further each time (it saves at steps 50, 100 and 150)."""
+    reruns get a little further each time (it saves every `save_every` steps: three saves in the demo)."""
     if kind == "training":
         return [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
     return [(signal.SIGTERM, signal.SIGINT)[KINDS.index(kind) % 2], signal.SIGKILL]
@@ -164,8 +165,11 @@ def test_demo_resumes_after_every_signal_inside_every_kind_of_step(demo_run, tmp
     final = demo.run_to_end()
     assert "is gone: marked failed" in final
     training = sum(len(signals_for(k)) for k in KINDS[: KINDS.index("training")])
-    after = demo.logs[training + 1 : training + 4]  # the runs after the stops at steps 50, 100 and 150
-    for log, step in zip(after, (50, 100, 150)):
+    stage1 = load_profile("demo").training.stage1
+    saves = list(range(stage1.save_every, stage1.max_steps + 1, stage1.save_every))
+    assert len(saves) == len(signals_for("training")), saves  # one stop after each save of stage1
+    after = demo.logs[training + 1 : training + 4]  # the runs after the stops at those saves
+    for log, step in zip(after, saves, strict=True):
         assert f"at step {step} (data position" in log, log[:3000]
     assert "1 pool slot(s) freed" in after[2], "the run killed in training held the gpu slot; the next run freed it"
     assert "done before by this plan, skipped" in final

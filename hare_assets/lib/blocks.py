@@ -93,10 +93,10 @@ def run_block(tables: TableStore, table: str, block: str, jobs: list[PartJob], w
 
     pool_size = min(workers, len(pending))
     if pool_size > 1 and sum(j.bytes for j in pending) >= POOL_MIN_BYTES:
-        # Workers fork from a server that imported the stages once (not from the step's threads): they start in
-        # milliseconds and share the imported code's memory.
+        # Workers fork from a server that imported the stages and loaded their models once (not from the step's
+        # threads): they start in milliseconds and share that memory copy-on-write.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        context.set_forkserver_preload([__name__, "hare_assets.lib.pool_preload"])
         with ProcessPoolExecutor(pool_size, mp_context=context, initializer=_worker_start) as pool:
             futures = {pool.submit(work, job): job for job in pending}
             try:

@@ -11,12 +11,11 @@ under `out_dir`.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict
 from typing import Any
 
 from hare_assets.lib.evaluation import EvalConfig, EvalResult, evaluate, metric_label
-from hare_assets.lib.job_runtime import job_logger, pipes_session, read_config
+from hare_assets.lib.job_runtime import exit_now, job_logger, pipes_session, read_config
 
 
 def score_table(result: EvalResult) -> str:
@@ -65,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

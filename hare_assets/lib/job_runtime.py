@@ -12,9 +12,10 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def is_main_rank() -> bool:
@@ -57,3 +58,11 @@ def read_config(argv: list[str] | None, description: str, what: str, override: t
     if override and args.override is not None:
         raw[override[1]] = args.override
     return raw
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a job that returned: its files are written and renamed and the Pipes session is closed, so the
+    interpreter's teardown (about 3 s with torch and transformers loaded, on 2 cores) buys nothing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -8,14 +8,13 @@ paraphrase), `out_dir`, and optionally `n`, `starts`, `batch_size`, `device`. Wr
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from hare_assets.lib.job_runtime import exit_now, job_logger, pipes_session, read_config
 from hare_assets.lib.leakage import LeakageItem, leakage_items, leakage_summary, load_model
-from hare_assets.lib.job_runtime import job_logger, pipes_session, read_config
 
 
 def run(config: dict[str, Any]) -> pl.DataFrame:
@@ -43,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

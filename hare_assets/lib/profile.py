@@ -190,7 +190,7 @@ class IngestConfig(_Strict):
 
     max_doc_bytes: int = 8_000_000
     block_bytes: int = Field(128 << 20, gt=0, description="shards are grouped into blocks of about this many bytes")
-    batch_records: int = Field(5000, gt=0, description="records per batch: what bounds a worker's memory")
+    batch_records: int = Field(1000, gt=0, description="records per batch: what bounds a worker's memory")
     workers: int | None = Field(None, gt=0, description="processes per block; default: the machine's cores")
 
     @property

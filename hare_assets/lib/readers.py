@@ -29,7 +29,7 @@ from fsspec.core import url_to_fs
 from hare_assets.lib.profile import SourceConfig
 
 SNIPPET_CHARS = 500
-BATCH_RECORDS = 5000
+BATCH_RECORDS = 1000
 _LONE_SURROGATE = re.compile("[\udc80-\udcff]")
 
 # Reasons a record is quarantined (the `reason` column users query).

@@ -189,7 +189,10 @@ class TableStore:
             return self.fs.exists(self.path(table)) or bool(self.partitions(table))
         return self.fs.exists(self.path(table, partition)) or self.committed(table, partition) is not None
 
-    def read(self, table: str, partition: str | None = None, columns: list[str] | None = None) -> pl.DataFrame:
+    def read(self, table: str, partition: str | None = None, columns: list[str] | None = None,
+             filters: list[tuple] | None = None) -> pl.DataFrame:
+        """`filters` (pyarrow's `[(column, op, value)]`) skip row groups by their statistics: a slice of a big
+        table read without loading the rest."""
         files = self.files(table, partition)
         if not files:
             if self.committed(table, partition or UNPARTITIONED) is not None:
@@ -200,7 +203,8 @@ class TableStore:
         frames = []
         for path in files:
             with self.fs.open(path, "rb") as fh:
-                frames.append(pl.read_parquet(fh, columns=columns))
+                frames.append(pl.read_parquet(fh, columns=columns) if filters is None
+                              else pl.from_arrow(pq.read_table(fh, columns=columns, filters=filters)))
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
 
     def num_rows(self, table: str, partition: str | None = None) -> int:

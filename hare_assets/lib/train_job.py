@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from hare_assets.lib.job_runtime import is_main_rank, job_logger, pipes_session, read_config
+from hare_assets.lib.job_runtime import exit_now, is_main_rank, job_logger, pipes_session, read_config
 from hare_assets.lib.training import TrainConfig, TrainResult, train
 
 MAX_CURVE_POINTS = 500
@@ -113,4 +112,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

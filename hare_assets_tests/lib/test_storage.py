@@ -105,3 +105,14 @@ def test_part_files_are_seen_only_once_committed_and_commit_clears_what_it_does_
     store.commit("raw", "web-00000", ["a"])
     assert store.read("raw", "web-00000")["n"].to_list() == [1, 2] and store.num_rows("raw") == 2
     assert sorted(p.name for p in (tmp_path / "raw" / "web-00000").iterdir()) == ["_manifest.json", "a.parquet"]
+
+
+def test_a_filtered_read_returns_one_slice_of_a_table_sorted_by_it(tmp_path):
+    """How `deduplicated_documents` reads its block's decisions: only that block's rows come back."""
+    store = TableStore(str(tmp_path / "home"))
+    frame = pl.DataFrame({"block": [f"web-{i // 1000:05d}" for i in range(5000)], "row": list(range(5000))})
+    store.write("decisions", frame)
+    got = store.read("decisions", filters=[("block", "=", "web-00003")])
+    assert got["row"].to_list() == list(range(3000, 4000)) and set(got["block"]) == {"web-00003"}
+    assert store.read("decisions", filters=[("block", "=", "web-00009")]).height == 0
+    assert store.read("decisions", columns=["row"], filters=[("block", "=", "web-00000")]).columns == ["row"]

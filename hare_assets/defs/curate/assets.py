@@ -181,7 +181,7 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
         tables, block = storage.tables, context.partition_key
         if not tables.exists(DECISIONS):
             raise dg.Failure(f"{DECISIONS} is not materialized; materialize it first")
-        decisions = tables.read(DECISIONS).filter(pl.col("block") == block)
+        decisions = tables.read(DECISIONS, filters=[("block", "=", block)])  # sorted by block: its row groups only
         settings = hashlib.sha256(decisions.sort("shard", "row").write_ipc(None).getvalue()).hexdigest()[:16]
         jobs = block_jobs(tables, block, CLEAN, settings)
         work = partial(dedup_part, tables, CLEAN, DEDUP, block, decisions, ingest.batch_records)
