@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
 from hare_assets.lib import schemas
-from hare_assets.lib.dedup import MinHashParams, exact_duplicates, find_duplicates
+from hare_assets.lib.dedup import MinHashParams, find_duplicates
 from hare_assets.lib.profile import Profile
-from hare_assets.lib.spark_dedup import spark_near_duplicates
 from hare_assets.lib.text_rules import clean_document
 
 RULE_ERROR = "rule_error"
@@ -79,17 +76,9 @@ def deduplicate_frame(
     """Exact then near-duplicate removal across sources; each removed row names the row it duplicates."""
     ordered = stable_order(docs, [s.name for s in profile.sources])
     texts = ordered["text"].to_list()
-    engine = profile.dedup.engine
-    log(f"deduplicating {ordered.height} documents ({engine} MinHash {params.bands}x{params.rows}, {params.ngram}-grams)")
-    if engine == "local":
-        duplicates = find_duplicates(texts, params, exact=profile.dedup.exact,
-                                     progress=lambda done, total: log(f"signatures: {done}/{total}"))
-    else:
-        duplicates, survivors = exact_duplicates(texts) if profile.dedup.exact else ([], list(range(len(texts))))
-        with tempfile.TemporaryDirectory(prefix="hare-spark-") as workdir:
-            duplicates += spark_near_duplicates([texts[i] for i in survivors], survivors, params, Path(workdir),
-                                                profile.dedup.spark_submit)
-        duplicates.sort(key=lambda d: d.removed)
+    log(f"deduplicating {ordered.height} documents (MinHash {params.bands}x{params.rows}, {params.ngram}-grams)")
+    duplicates = find_duplicates(texts, params, exact=profile.dedup.exact,
+                                 progress=lambda done, total: log(f"signatures: {done}/{total}"))
     removed_idx = [d.removed for d in duplicates]
     kept_idx = [d.kept for d in duplicates]
     targets = ordered[kept_idx].select(

@@ -96,7 +96,6 @@ class DedupConfig(_Strict):
     a candidate with probability 0.975 (datatrove's 14 x 8: 0.57); the extra candidates it lets
     through are cheap because `verify` keeps only pairs whose exact Jaccard reaches `threshold`."""
 
-    engine: Literal["local", "spark"] = "local"
     exact: bool = True
     ngram: int = 5
     num_perm: int = 100
@@ -105,9 +104,6 @@ class DedupConfig(_Strict):
     threshold: float = 0.7
     verify: bool = True
     seed: int = 42
-    spark_submit: list[str] = Field(
-        default_factory=list, description="Extra arguments before the job module, e.g. --master/--packages"
-    )
     memory_limit: str = Field("1GB", description="DuckDB's memory limit for the corpus-wide decision; beyond it, it spills")
     temp_dir: str | None = Field(None, description="where DuckDB spills (default: the system's temporary folder)")
 
