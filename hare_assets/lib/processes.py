@@ -55,12 +55,19 @@ def started_at(pid: int, before: float) -> bool:
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child receive `sig` when its parent dies (Linux; None elsewhere)."""
+    """A `preexec_fn` that makes the child receive `sig` when its parent dies (Linux; None elsewhere).
+
+    A blocked or ignored signal is inherited across fork and exec, and a launcher may have either (a run
+    worker that masks SIGTERM while it shuts down, a shell's `trap '' TERM`): the child then never sees
+    the death signal. So the child also unblocks `sig` and restores its default action."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)
 
     def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
         libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
     return preexec

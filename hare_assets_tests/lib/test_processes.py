@@ -7,6 +7,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from hare_assets.lib.processes import ProcessRef, stop_tree, supervise
 
@@ -41,8 +42,17 @@ def _gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
-def test_child_dies_when_its_parent_is_killed():
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+# How the parent got SIGTERM from its own launcher: both states are inherited by the child across exec.
+_INHERITED = {
+    "default": "",
+    "blocked": "import signal; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])\n",
+    "ignored": "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n",
+}
+
+
+@pytest.mark.parametrize("sigterm", sorted(_INHERITED))
+def test_child_dies_when_its_parent_is_killed(sigterm):
+    parent = subprocess.Popen([sys.executable, "-c", _INHERITED[sigterm] + _PARENT], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     assert psutil.pid_exists(child)
     parent.kill()
