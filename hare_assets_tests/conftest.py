@@ -44,3 +44,13 @@ def demo_run(tmp_path_factory):
     assert main(["demo", "--profile", "demo"]) == 0
     yield TableStore(str(root / "data")), root
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster of two CPUs, started once; the engine's `ray.init` finds it connected."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 
 from hare_assets.lib.blocks import BlockRun, PartJob, run_block, stage_fingerprint
+from hare_assets.lib.shard_pools import ShardPool
 from hare_assets.lib.shards import block_shards, safe_name
 from hare_assets.lib.storage import TableStore
 
@@ -53,10 +54,10 @@ def block_jobs(tables: TableStore, block: str, upstream: str | None, settings: o
 
 
 def run_stage(context: dg.AssetExecutionContext, tables: TableStore, table: str, companions: list[str],
-              jobs: list[PartJob], work: Callable[[PartJob], dict], workers: int) -> BlockRun:
-    """Every shard of the block through `work`, then the block committed: companions first, `table` last."""
+              jobs: list[PartJob], work: Callable[[PartJob], dict], pool: ShardPool) -> BlockRun:
+    """Every shard of the block through `work` in `pool`, then the block committed: companions first, `table` last."""
     block = context.partition_key
-    run = run_block(tables, table, block, jobs, work, workers, log=context.log.info)
+    run = run_block(tables, table, block, jobs, work, pool, log=context.log.info)
     parts = [j.part for j in jobs]
     for companion in companions:
         tables.commit(companion, block, parts)
@@ -69,4 +70,5 @@ def shard_metadata(run: BlockRun) -> dict[str, dg.MetadataValue]:
         "shards": dg.MetadataValue.int(len(run.receipts)),
         "shards_read": dg.MetadataValue.int(len(run.read)),
         "shards_skipped": dg.MetadataValue.int(len(run.skipped)),
+        "engine": dg.MetadataValue.text(run.where),
     }

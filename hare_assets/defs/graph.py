@@ -13,7 +13,7 @@ from hare_assets.defs.ingest.assets import RAW, build_ingest_assets
 from hare_assets.defs.integrity.assets import BENCHMARK_SETS, DECONTAMINATED, HITS, INDEX, build_integrity_assets
 from hare_assets.defs.integrity.partitions import benchmark_partitions
 from hare_assets.defs.model.assets import CHECKPOINT, MIXTURE, PACKED, build_model_assets
-from hare_assets.defs.resources import GeneratorResource, HareStorage, JobLauncher
+from hare_assets.defs.resources import GeneratorResource, HareStorage, JobLauncher, ShardEngine
 from hare_assets.defs.runs import run_health_sensor
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS, build_synthesize_assets
 from hare_assets.defs.synthesize.partitions import task_partitions
@@ -94,6 +94,7 @@ def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitio
         jobs=jobs,
         sensors=[*sensors, run_health_sensor],
         schedules=schedules,
-        resources={"storage": HareStorage(root=home or hare_home()), "generator": generator, "launcher": launcher_resource(profile)},
+        resources={"storage": HareStorage(root=home or hare_home()), "engine": ShardEngine(**profile.engine.model_dump()),
+                   "generator": generator, "launcher": launcher_resource(profile)},
         executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
     )

@@ -1,5 +1,5 @@
-"""Resources every stage shares: table storage, the one generator used for all synthesis, and the
-launcher that runs training and evaluation jobs through Dagster Pipes."""
+"""Resources every stage shares: table storage, where D1's shard work runs, the one generator used for all
+synthesis, and the launcher that runs training and evaluation jobs through Dagster Pipes."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from pydantic import Field
 from hare_assets.lib.generation import GenerationCache, Generator, build_backend
 from hare_assets.lib.paths import PROJECT_ROOT, artifacts_dir
 from hare_assets.lib.processes import die_with_parent, stop_tree
+from hare_assets.lib.profile import EngineConfig
+from hare_assets.lib.shard_pools import ShardPool, shard_pool
 from hare_assets.lib.storage import TableStore
 
 
@@ -36,6 +38,21 @@ class HareStorage(dg.ConfigurableResource):
     @property
     def artifacts_dir(self) -> Path:
         return Path(self.artifacts) if self.artifacts else artifacts_dir(self.root)
+
+
+class ShardEngine(dg.ConfigurableResource):
+    """Where the D1 block stages run their shards and the corpus-wide duplicate decision runs: `local`
+    (processes of the step's machine) or `ray` (tasks on a Ray cluster). Set from the profile's `engine`
+    section; the launchpad can override it for one run, e.g. a backfill on a cluster."""
+
+    kind: str = "local"
+    address: str | None = None
+    num_cpus: int | None = None
+    runtime_env: dict | None = None
+
+    def pool(self, workers: int, preload: tuple[str, ...] = ()) -> ShardPool:
+        """`workers` and `preload` size a local pool; a Ray cluster schedules by its own CPUs."""
+        return shard_pool(EngineConfig.model_validate(self.model_dump()), workers, preload)
 
 
 class GeneratorResource(dg.ConfigurableResource):

@@ -5,19 +5,17 @@ part files of its output tables, batch by batch, and then writes the shard's
 *receipt* (its counts and the fingerprint of what it was made from). A rerun skips
 a shard whose receipt carries the same fingerprint, so a killed run redoes only the
 shards it had not finished. The asset commits the block (manifests written last)
-once every shard has its receipt. Shards run in a pool of `workers` processes when
-the block is big enough to pay for starting them.
+once every shard has its receipt. Shards run in a `lib.shard_pools` pool: this
+machine's processes or a Ray cluster.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 import polars as pl
@@ -28,12 +26,11 @@ from hare_assets.lib.curation import clean_frame
 from hare_assets.lib.dedup import MinHashParams, _permutation_seeds, signature_rows
 from hare_assets.lib.dedup_engine import SIGNATURES, ingest_order
 from hare_assets.lib.failpoints import failpoint
-from hare_assets.lib.processes import die_with_parent
 from hare_assets.lib.profile import Profile, SourceConfig
 from hare_assets.lib.readers import BATCH_RECORDS, UNREADABLE, iter_shard
+from hare_assets.lib.shard_pools import ShardPool
 from hare_assets.lib.storage import TableStore
 
-POOL_MIN_BYTES = 16 << 20  # below this a block runs in the step's own process: starting workers costs more
 READ_ATTEMPTS = 3
 
 
@@ -59,6 +56,7 @@ class BlockRun:
     receipts: dict[str, dict]  # part -> receipt, in part order
     read: list[str]  # shards processed in this run
     skipped: list[str]  # shards whose receipt was already there
+    where: str  # where they were processed (`ShardPool.where`)
 
     def total(self, key: str) -> int:
         return sum(r.get(key, 0) for r in self.receipts.values())
@@ -71,9 +69,9 @@ class BlockRun:
 
 
 def run_block(tables: TableStore, table: str, block: str, jobs: list[PartJob], work: Callable[[PartJob], dict],
-              workers: int, log: Callable[[str], None] = print) -> BlockRun:
-    """Run `work` on every shard of the block that has no matching receipt in `table`, write each receipt
-    as its shard completes, and return them all. `work` must be picklable when workers > 1."""
+              pool: ShardPool, log: Callable[[str], None] = print) -> BlockRun:
+    """Run `work` on every shard of the block that has no matching receipt in `table`, in `pool`, write each
+    receipt as its shard completes, and return them all. `work` must be picklable for a pool of processes."""
     receipts, pending = {}, []
     for job in jobs:
         receipt = tables.receipt(table, block, job.part)
@@ -83,45 +81,21 @@ def run_block(tables: TableStore, table: str, block: str, jobs: list[PartJob], w
             pending.append(job)
     if len(pending) < len(jobs):
         log(f"{table}[{block}]: {len(jobs) - len(pending)} of {len(jobs)} shards done before, {len(pending)} to do")
-
-    def record(job: PartJob, receipt: dict) -> None:
+    where = pool.where(pending) if pending else "nothing to do"
+    if pending:
+        log(f"{table}[{block}]: {len(pending)} shards on {where}")
+    for job, receipt in pool.map(work, pending):
         receipt = {**receipt, "fingerprint": job.fingerprint, "shard": job.shard}
         tables.write_receipt(table, block, job.part, receipt)
         failpoint("shard_done")
         receipts[job.part] = receipt
         log(f"{table}[{block}]: shard {len(receipts)}/{len(jobs)} {job.shard} done")
-
-    pool_size = min(workers, len(pending))
-    if pool_size > 1 and sum(j.bytes for j in pending) >= POOL_MIN_BYTES:
-        # Workers fork from a server that imported the stages and loaded their models once (not from the step's
-        # threads): they start in milliseconds and share that memory copy-on-write.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, "hare_assets.lib.pool_preload"])
-        with ProcessPoolExecutor(pool_size, mp_context=context, initializer=_worker_start) as pool:
-            futures = {pool.submit(work, job): job for job in pending}
-            try:
-                while futures:
-                    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                    for future in done:
-                        record(futures.pop(future), future.result())
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                for process in list(pool._processes.values()):  # Ctrl-C: stop shards in flight now
-                    process.kill()
-                raise
-    else:
-        for job in pending:
-            record(job, work(job))
     ordered = {job.part: receipts[job.part] for job in jobs}
-    return BlockRun(ordered, [j.shard for j in pending], [j.shard for j in jobs if j not in pending])
+    return BlockRun(ordered, [j.shard for j in pending], [j.shard for j in jobs if j not in pending], where)
 
 
-def _worker_start() -> None:
-    """A pool worker ends with the process that started it (kill -9 of the step included)."""
-    preexec = die_with_parent()
-    if preexec:
-        preexec()
+# What the forkserver of a local pool imports before it forks workers: the stages and their models.
+WORKER_PRELOAD = (__name__, "hare_assets.lib.pool_preload")
 
 
 def iter_part(tables: TableStore, table: str, block: str, part: str, columns: list[str] | None = None,

@@ -47,7 +47,9 @@ def ingest_order(seq: int, shard_index: int, row: int) -> int:
 
 
 @dataclass(frozen=True)
-class EngineConfig:
+class DuckDBLimits:
+    """What the corpus-wide decision may use: DuckDB spills to `temp_dir` beyond `memory_limit`."""
+
     memory_limit: str = "1GB"
     threads: int = 2
     temp_dir: str | None = None  # spill folder; default: a temporary folder
@@ -63,7 +65,7 @@ class DecisionStats:
 
 
 def decide(
-    signature_files: list[str], text_files: list[str], params: MinHashParams, exact: bool, engine: EngineConfig,
+    signature_files: list[str], text_files: list[str], params: MinHashParams, exact: bool, engine: DuckDBLimits,
     log: Callable[[str], None] = print,
 ) -> tuple[pl.DataFrame, DecisionStats]:
     """Every removed document with the kept document it duplicates (schema DECISIONS)."""

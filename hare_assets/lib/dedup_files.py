@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from hare_assets.lib.dedup import EXACT, NEAR, MinHashParams, _permutation_seeds, signature_rows
-from hare_assets.lib.dedup_engine import SIGNATURES, EngineConfig, decide, ingest_order
+from hare_assets.lib.dedup_engine import SIGNATURES, DuckDBLimits, decide, ingest_order
 from hare_assets.lib.profile import DedupConfig, SourceConfig
 from hare_assets.lib.readers import ShardResult, iter_shard
 
@@ -93,7 +93,7 @@ def dedup_paths(
             signature_files.append(f"{work}/signatures-{i:06d}.parquet")
             text_files.append(f"{work}/texts-{i:06d}.parquet")
             documents += len(texts)
-        decisions, _ = decide(signature_files, text_files, params, True, EngineConfig(memory_limit=memory_limit, threads=os.cpu_count() or 1),
+        decisions, _ = decide(signature_files, text_files, params, True, DuckDBLimits(memory_limit=memory_limit, threads=os.cpu_count() or 1),
                               log=lambda _: None)
     return {
         "files": len(files),

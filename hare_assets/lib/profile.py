@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -192,6 +192,23 @@ class IngestConfig(_Strict):
     @property
     def processes(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+
+class EngineConfig(_Strict):
+    """Where D1's shard work (ingest, clean, signatures, dedup, decontamination) and the corpus-wide duplicate
+    decision run: `local` (this machine's processes, `ingest.workers` of them) or `ray` (tasks on a Ray
+    cluster; its workers must reach the data home). The results are the same either way."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="ray: the cluster (`ray://head:10001`, `head:6379`); none: RAY_ADDRESS, "
+                                                  "else a cluster `ray start` made on this machine, else a new local one")
+    num_cpus: int | None = Field(None, gt=0, description="ray: the size of a local cluster started by the run")
+    runtime_env: dict[str, Any] | None = Field(None, description="ray: the tasks' runtime_env (pip, env_vars, working_dir)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
 
 
 class EmbedConfig(_Strict):
@@ -448,6 +465,7 @@ class Profile(_Strict):
     description: str = ""
     sources: list[SourceConfig] = Field(min_length=1)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)

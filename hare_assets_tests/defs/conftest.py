@@ -1,11 +1,44 @@
 """Fixtures shared by the real-data materializations under defs/."""
 
+from __future__ import annotations
+
 import dagster as dg
 import pytest
 
 from hare_assets.defs.graph import build_definitions
 from hare_assets.lib.profile import load_profile
 from hare_assets.lib.storage import TableStore
+
+
+def _materialize_d1(defs: dg.Definitions, instance: dg.DagsterInstance, resources: dict | None = None,
+                    decontaminate: bool = False) -> dict[str, dg.ExecuteInJobResult]:
+    """D1 the way the jobs run it: the manifest, each block through raw → clean → signatures, the corpus-wide decision,
+    each block's deduplicated documents (and, with `decontaminate`, the benchmarks, their index and each block's
+    decontaminated documents). Every run must succeed."""
+    assets, resources = list(defs.assets), {**defs.resources, **(resources or {})}
+
+    def run(selection: list[str], partition: str | None = None) -> dg.ExecuteInJobResult:
+        result = dg.materialize(assets, selection=selection, partition_key=partition, resources=resources, instance=instance)
+        assert result.success, (selection, partition)
+        return result
+
+    results = {"manifest": run(["shard_manifest"])}
+    blocks = sorted(instance.get_dynamic_partitions("blocks"))
+    for block in blocks:
+        results[block] = run(["raw_documents", "clean_documents", "minhash_signatures"], block)
+    results["decisions"] = run(["duplicate_decisions"])
+    if decontaminate:
+        for benchmark in defs.get_assets_def("benchmark_sets").partitions_def.get_partition_keys():
+            run(["benchmark_sets"], benchmark)
+        run(["benchmark_ngram_index"])
+    for block in blocks:
+        results[f"dedup {block}"] = run(["deduplicated_documents", *(["decontaminated_documents"] if decontaminate else [])], block)
+    return results
+
+
+@pytest.fixture(scope="session")
+def materialize_d1():
+    return _materialize_d1
 
 
 @pytest.fixture(scope="session")
@@ -15,16 +48,5 @@ def corpora(real_data, tmp_path_factory):
     home = str(tmp_path_factory.mktemp("real-home"))
     profile = load_profile("local-corpora")
     defs = build_definitions(profile, home=home)
-    assets = list(defs.assets)
-    resources = dict(defs.resources)
     instance = dg.DagsterInstance.ephemeral()
-    results = {"manifest": dg.materialize(assets, selection=["shard_manifest"], resources=resources, instance=instance)}
-    blocks = sorted(instance.get_dynamic_partitions("blocks"))
-    for block in blocks:
-        results[block] = dg.materialize(assets, selection=["raw_documents", "clean_documents", "minhash_signatures"],
-                                        partition_key=block, resources=resources, instance=instance)
-    results["decisions"] = dg.materialize(assets, selection=["duplicate_decisions"], resources=resources, instance=instance)
-    for block in blocks:
-        results[f"dedup {block}"] = dg.materialize(assets, selection=["deduplicated_documents"], partition_key=block,
-                                                   resources=resources, instance=instance)
-    return profile, TableStore(home), results, defs, instance
+    return profile, TableStore(home), _materialize_d1(defs, instance), defs, instance

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from hare_assets.lib.dedup import MinHashParams, find_duplicates, signature_rows
-from hare_assets.lib.dedup_engine import SIGNATURES, EngineConfig, decide, ingest_order
+from hare_assets.lib.dedup_engine import SIGNATURES, DuckDBLimits, decide, ingest_order
 from hare_assets_tests.lib.test_dedup import _doc, _edit
 
 
@@ -25,7 +25,7 @@ def test_decisions_equal_the_in_memory_keep_rule(tmp_path):
     texts = base + [_edit(base[i], rng.randint(1, 15), i) for i in range(0, 200, 4)] + [base[5].upper(), base[9]]
     rng.shuffle(texts)
     params = MinHashParams()
-    decisions, stats = decide(*_store(tmp_path, texts, params), params, True, EngineConfig())
+    decisions, stats = decide(*_store(tmp_path, texts, params), params, True, DuckDBLimits())
     got = sorted(zip(decisions["row"], decisions["kept_row"], decisions["reason"], decisions["similarity"].round(12)))
     expected = sorted((d.removed, d.kept, d.reason, round(d.similarity, 12)) for d in find_duplicates(texts, params))
     assert got == expected and stats.exact == 2 and stats.near >= 10
@@ -49,7 +49,7 @@ def test_a_memory_limit_below_the_input_gives_the_same_decisions(tmp_path):
     frame.write_parquet(tmp_path / "sig.parquet")
     assert frame.estimated_size() > 2 * (32 << 20)
     params = MinHashParams(verify=False)
-    small, _ = decide([str(tmp_path / "sig.parquet")], [], params, True, EngineConfig(memory_limit="32MB", threads=1))
-    large, stats = decide([str(tmp_path / "sig.parquet")], [], params, True, EngineConfig(memory_limit="2GB"))
+    small, _ = decide([str(tmp_path / "sig.parquet")], [], params, True, DuckDBLimits(memory_limit="32MB", threads=1))
+    large, stats = decide([str(tmp_path / "sig.parquet")], [], params, True, DuckDBLimits(memory_limit="2GB"))
     assert small.equals(large)
     assert stats.exact == 2000 and stats.near == 18_000

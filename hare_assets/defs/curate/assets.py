@@ -14,12 +14,12 @@ from hare_assets.defs.blocks import block_jobs, module_fingerprint, run_stage, s
 from hare_assets.defs.ingest.assets import RAW
 from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.metadata import count_table, frame_markdown, reason_table
-from hare_assets.defs.resources import HareStorage
+from hare_assets.defs.resources import HareStorage, ShardEngine
 from hare_assets.lib import curation, dedup, text_rules
 from hare_assets.lib.accounting import Account
-from hare_assets.lib.blocks import clean_part, dedup_part, sign_part
+from hare_assets.lib.blocks import WORKER_PRELOAD, clean_part, dedup_part, sign_part
 from hare_assets.lib.dedup import MinHashParams
-from hare_assets.lib.dedup_engine import EngineConfig, decide
+from hare_assets.lib.dedup_engine import DuckDBLimits, decide
 from hare_assets.lib.failpoints import failpoint
 from hare_assets.lib.profile import Profile, SourceConfig
 from hare_assets.lib.shards import block_source
@@ -57,12 +57,13 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             f"stay in `{CLEAN}__removed` with their reason. Streams each shard in batches; a rerun skips finished shards."
         ),
     )
-    def clean_documents(context: dg.AssetExecutionContext, storage: HareStorage):
+    def clean_documents(context: dg.AssetExecutionContext, storage: HareStorage, engine: ShardEngine):
         tables, block = storage.tables, context.partition_key
         jobs = block_jobs(tables, block, RAW, clean_settings)
         started = time.perf_counter()
         work = partial(clean_part, tables, RAW, CLEAN, block, profile, ingest.batch_records)
-        run = run_stage(context, tables, CLEAN, [f"{CLEAN}__removed", f"{CLEAN}__quarantine"], jobs, work, ingest.processes)
+        run = run_stage(context, tables, CLEAN, [f"{CLEAN}__removed", f"{CLEAN}__quarantine"], jobs, work,
+                        engine.pool(ingest.processes, WORKER_PRELOAD))
         seconds = time.perf_counter() - started
         removed = tables.read(f"{CLEAN}__removed", block, columns=["source", "shard", "row", "reason", "detail"])
         account = Account(
@@ -101,18 +102,19 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             "one 64-bit key per band; no text): all the corpus-wide duplicate decision reads besides the candidates' text."
         ),
     )
-    def minhash_signatures(context: dg.AssetExecutionContext, storage: HareStorage):
+    def minhash_signatures(context: dg.AssetExecutionContext, storage: HareStorage, engine: ShardEngine):
         tables, block = storage.tables, context.partition_key
         jobs = block_jobs(tables, block, CLEAN, sign_settings)
         run = run_stage(context, tables, SIGNATURES, [], jobs, partial(sign_part, tables, CLEAN, SIGNATURES, block, params,
-                                                                          ingest.batch_records), ingest.processes)
+                                                                          ingest.batch_records),
+                        engine.pool(ingest.processes, WORKER_PRELOAD))
         return dg.MaterializeResult(metadata={
             "dagster/row_count": dg.MetadataValue.int(tables.num_rows(SIGNATURES, block)),
             **shard_metadata(run),
             "path": dg.MetadataValue.path(tables.url(SIGNATURES, block)),
         })
 
-    engine = EngineConfig(memory_limit=profile.dedup.memory_limit, threads=ingest.processes, temp_dir=profile.dedup.temp_dir)
+    limits = DuckDBLimits(memory_limit=profile.dedup.memory_limit, threads=ingest.processes, temp_dir=profile.dedup.temp_dir)
 
     @dg.asset(
         name=DECISIONS,
@@ -128,7 +130,7 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             "removes a document kept before."
         ),
     )
-    def duplicate_decisions(context: dg.AssetExecutionContext, storage: HareStorage):
+    def duplicate_decisions(context: dg.AssetExecutionContext, storage: HareStorage, engine: ShardEngine):
         tables = storage.tables
         blocks = sorted(set(context.instance.get_dynamic_partitions(BLOCKS.name)))
         missing = [b for b in blocks if tables.committed(SIGNATURES, b) is None]
@@ -136,10 +138,13 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             raise dg.Failure(f"{SIGNATURES} is not materialized for blocks {missing[:5]}{' …' if len(missing) > 5 else ''}; "
                              "materialize those partitions first (`hare demo` runs every partition)")
         started = time.perf_counter()
-        decisions, stats = decide(
+        pool = engine.pool(1)
+        decisions, stats = pool.call(
+            decide,
             [tables.location(f) for b in blocks for f in tables.files(SIGNATURES, b)],
             [tables.location(f) for b in blocks for f in tables.files(CLEAN, b)],
-            params, profile.dedup.exact, engine, log=context.log.info,
+            params, profile.dedup.exact, limits, print if pool.remote else context.log.info,
+            cpus=limits.threads,
         )
         seconds = time.perf_counter() - started
         failpoint("dedup")
@@ -159,8 +164,9 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             "minhash": dg.MetadataValue.json(
                 {"ngram": params.ngram, "num_perm": params.num_perm, "bands": params.bands, "rows": params.rows,
                  "threshold": params.threshold, "verify": params.verify, "seed": params.seed,
-                 "memory_limit": engine.memory_limit}),
+                 "memory_limit": limits.memory_limit}),
             "throughput_docs_s": dg.MetadataValue.float(round(stats.documents / max(seconds, 1e-9), 1)),
+            "engine": dg.MetadataValue.text(pool.where([])),
             "path": dg.MetadataValue.path(tables.url(DECISIONS)),
         })
 
@@ -177,7 +183,7 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             "and their Jaccard similarity. A block whose decisions did not change is left as it is."
         ),
     )
-    def deduplicated_documents(context: dg.AssetExecutionContext, storage: HareStorage):
+    def deduplicated_documents(context: dg.AssetExecutionContext, storage: HareStorage, engine: ShardEngine):
         tables, block = storage.tables, context.partition_key
         if not tables.exists(DECISIONS):
             raise dg.Failure(f"{DECISIONS} is not materialized; materialize it first")
@@ -185,7 +191,7 @@ def build_curate_assets(profile: Profile) -> list[dg.AssetsDefinition]:
         settings = hashlib.sha256(decisions.sort("shard", "row").write_ipc(None).getvalue()).hexdigest()[:16]
         jobs = block_jobs(tables, block, CLEAN, settings)
         work = partial(dedup_part, tables, CLEAN, DEDUP, block, decisions, ingest.batch_records)
-        run = run_stage(context, tables, DEDUP, [f"{DEDUP}__removed"], jobs, work, 1)
+        run = run_stage(context, tables, DEDUP, [f"{DEDUP}__removed"], jobs, work, engine.pool(1))
         removed = tables.read(f"{DEDUP}__removed", block, columns=["source", "shard", "row", "reason", "detail"])
         account = Account(rows_in=tables.num_rows(CLEAN, block), rows_out=tables.num_rows(DEDUP, block),
                           removed=Account.count(removed["reason"].to_list()) if removed.height else {})

@@ -10,10 +10,10 @@ from hare_assets.defs.accounting import account_metadata, accounting_result, acc
 from hare_assets.defs.blocks import MANIFEST, block_jobs, module_fingerprint, run_stage, shard_metadata
 from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.metadata import count_table, frame_markdown, reason_table
-from hare_assets.defs.resources import HareStorage
+from hare_assets.defs.resources import HareStorage, ShardEngine
 from hare_assets.lib import readers
 from hare_assets.lib.accounting import Account
-from hare_assets.lib.blocks import ingest_part
+from hare_assets.lib.blocks import WORKER_PRELOAD, ingest_part
 from hare_assets.lib.profile import Profile
 from hare_assets.lib.shards import DELETED, PRESENT, block_source, list_source, update_manifest
 
@@ -87,13 +87,13 @@ def build_ingest_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             "shards it finished before."
         ),
     )
-    def raw_documents(context: dg.AssetExecutionContext, storage: HareStorage):
+    def raw_documents(context: dg.AssetExecutionContext, storage: HareStorage, engine: ShardEngine):
         tables, block = storage.tables, context.partition_key
         source = profile.source(block_source(block))
         settings = (read_code, ingest.max_doc_bytes, source.model_dump(mode="json", exclude={"path", "weight", "quality"}))
         jobs = block_jobs(tables, block, None, settings)
         work = partial(ingest_part, tables, RAW, block, source, ingest.max_doc_bytes, ingest.batch_records)
-        run = run_stage(context, tables, RAW, [QUARANTINE], jobs, work, ingest.processes)
+        run = run_stage(context, tables, RAW, [QUARANTINE], jobs, work, engine.pool(ingest.processes, WORKER_PRELOAD))
         quarantine = tables.read(QUARANTINE, block, columns=["source", "shard", "row", "reason", "detail"])
         account = Account(rows_in=run.total("rows_in"), rows_out=tables.num_rows(RAW, block), quarantined=quarantine.height)
         return dg.MaterializeResult(

@@ -20,7 +20,7 @@ from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.curate.topics import ASSIGNMENTS, CLUSTERS
 from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.metadata import frame_markdown, reason_table
-from hare_assets.defs.resources import HareStorage
+from hare_assets.defs.resources import HareStorage, ShardEngine
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS
 from hare_assets.lib.accounting import Account
 from hare_assets.lib.benchmarks import BENCHMARKS_DIR_ENV, items_frame, items_from_frame, load_items, load_registry
@@ -188,13 +188,13 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
                      "in batches."),
         **common,
     )
-    def decontaminated_documents(context: dg.AssetExecutionContext, storage: HareStorage):
+    def decontaminated_documents(context: dg.AssetExecutionContext, storage: HareStorage, engine: ShardEngine):
         tables, block, asset = storage.tables, context.partition_key, DECONTAMINATED["d1"]
         index = load_index(tables, d1_rule.n)
         jobs = block_jobs(tables, block, DEDUP, (_describe(d1_rule, integrity.strict), index_fingerprint(tables)))
         started = time.perf_counter()
         work = partial(decontaminate_part, tables, DEDUP, asset, block, index, d1_rule, profile.ingest.batch_records)
-        run = run_stage(context, tables, asset, [f"{asset}__removed", f"{asset}__hits"], jobs, work, 1)
+        run = run_stage(context, tables, asset, [f"{asset}__removed", f"{asset}__hits"], jobs, work, engine.pool(1))
         seconds = time.perf_counter() - started
         removed = tables.read(f"{asset}__removed", block, columns=["source", "shard", "row", "reason", "detail"])
         account = Account(rows_in=tables.num_rows(DEDUP, block), rows_out=tables.num_rows(asset, block),

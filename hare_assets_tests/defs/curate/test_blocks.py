@@ -44,24 +44,11 @@ def _profile(tmp_path: Path, name: str, corpus: Path, block_bytes: int) -> Path:
     return path
 
 
-def _run_d1(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    assets, resources = list(defs.assets), dict(defs.resources)
-    assert dg.materialize(assets, selection=["shard_manifest"], resources=resources, instance=instance).success
-    blocks = sorted(instance.get_dynamic_partitions("blocks"))
-    for block in blocks:
-        assert dg.materialize(assets, selection=["raw_documents", "clean_documents", "minhash_signatures"], partition_key=block,
-                              resources=resources, instance=instance).success
-    assert dg.materialize(assets, selection=["duplicate_decisions"], resources=resources, instance=instance).success
-    for block in blocks:
-        assert dg.materialize(assets, selection=["deduplicated_documents"], partition_key=block, resources=resources,
-                              instance=instance).success
-
-
 def _kept(home: Path) -> set[tuple]:
     return set(TableStore(str(home)).read("deduplicated_documents", columns=["doc_id", "shard", "row"]).iter_rows())
 
 
-def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_alone(tmp_path):
+def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_alone(tmp_path, materialize_d1):
     rng = random.Random(11)
     shards = [[_document(rng) for _ in range(12)] for _ in range(6)]
     for i in range(1, 6):  # each shard repeats some of the shards before it, exactly and nearly
@@ -76,18 +63,18 @@ def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_
 
     block_bytes = 2 * (everything / "part-0.jsonl").stat().st_size  # two shards a block
     scratch = build_definitions(load_profile(_profile(tmp_path, "all", everything, block_bytes)), home=str(tmp_path / "h-all"))
-    _run_d1(scratch, dg.DagsterInstance.ephemeral())
+    materialize_d1(scratch, dg.DagsterInstance.ephemeral())
 
     defs = build_definitions(load_profile(_profile(tmp_path, "growing", growing, block_bytes)), home=str(tmp_path / "h-grow"))
     instance = dg.DagsterInstance.ephemeral()
-    _run_d1(defs, instance)
+    materialize_d1(defs, instance)
     blocks = sorted(instance.get_dynamic_partitions("blocks"))
     assert len(blocks) >= 3
     before = {p: p.read_bytes() for p in sorted((tmp_path / "h-grow").glob("*/web-0000*/**/*")) if p.is_file()}
     kept_before = _kept(tmp_path / "h-grow")
 
     _write_shard(growing / "part-5.jsonl", shards[5])
-    _run_d1(defs, instance)
+    materialize_d1(defs, instance)
     assert sorted(instance.get_dynamic_partitions("blocks")) == [*blocks, f"web-{len(blocks):05d}"]
     after = {p: p.read_bytes() for p in before}
     assert after == before  # every file of the earlier blocks, data and receipts, byte for byte
