@@ -1,7 +1,7 @@
 """D1 at scale: throughput and memory of the block pipeline from 200 MB to 2 GB, datatrove beside it, and what
 adding one block costs.
 
-    .venv/bin/python bench/scale.py [--sizes 200,1000,2000] [--datatrove-mb 1000] [--increment-mb 50] [--json f.json]
+    .venv/bin/python bench/scale.py [--sizes 200,1000,2000] [--datatrove-mb 1000] [--ray-mb 1000] [--increment-mb 50] [--json f.json]
     make bench-scale
 
 1. Generates a corpus per size from the real corpora (deterministic, seed 0): every document is
@@ -17,7 +17,9 @@ adding one block costs.
    workers: Gopher repetition + Gopher quality + C4 filters, then its 4-stage MinHash.
 4. The incremental case: the `--increment-mb` shards added to the `--increment-base` corpus
    (a new block, on the home of step 2), against D1 of those shards alone in a fresh home.
-5. Prints per size MB/s, peak PSS, recall and precision of the duplicate removal on the
+5. `--ray-mb`: D1 of that corpus with `engine: ray` (a local Ray cluster of `--workers` CPUs, started by
+   the run and counted in its peak) against the local engine: wall time, peak, the same decisions.
+6. Prints per size MB/s, peak PSS, recall and precision of the duplicate removal on the
    planted pairs, the ratios the targets name, and whether each target is met.
 """
 
@@ -118,18 +120,19 @@ def dedup_quality(result: dict, planted: list[dict]) -> dict:
 # --- the sides ---------------------------------------------------------------------------------------------
 
 
-def profile_yaml(path: Path, corpus: Path, workers: int) -> Path:
+def profile_yaml(path: Path, corpus: Path, workers: int, engine: str = "local") -> Path:
     path.write_text(
         "name: scale\n"
         f"ingest: {{workers: {workers}}}\n"
+        f"engine: {{kind: {engine}, num_cpus: {workers}}}\n"
         f"sources: [{{name: web, format: jsonl, path: {corpus}}}]\n"
         "integrity: {benchmarks: [demo_mc]}\n"
     )
     return path
 
 
-def run_hare(corpus: Path, home: Path, work: Path, label: str, workers: int) -> dict:
-    profile = profile_yaml(work / f"{label}.yaml", corpus, workers)
+def run_hare(corpus: Path, home: Path, work: Path, label: str, workers: int, engine: str = "local") -> dict:
+    profile = profile_yaml(work / f"{label}.yaml", corpus, workers, engine)
     out = work / f"{label}.json"
     env = {**clean_env(), **OFFLINE, "HARE_CACHE": str(work / "cache")}
     done = run_sampled([str(HARE_PYTHON), str(BENCH_DIR / "_scale_runner.py"), str(profile), str(home), str(out)],
@@ -165,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datatrove-mb", type=int, default=1000, help="the size datatrove runs on (0: skip)")
     parser.add_argument("--increment-mb", type=int, default=50, help="the block added in the incremental case (0: skip)")
     parser.add_argument("--increment-base", type=int, default=1000, help="the size it is added to (one of --sizes)")
+    parser.add_argument("--ray-mb", type=int, default=1000,
+                        help="the size D1 also runs on with engine: ray, a local cluster of --workers CPUs (0: skip)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--shard-mb", type=float, default=16)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("HARE_REAL_DATA") or BENCH_DIR.parent.parent / "shared" / "data"))
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict = {"workers": args.workers, "cpus": os.cpu_count(), "peers": peers, "sizes": {}}
 
     originals: dict[int, list] = {}
+    local_runs: dict[int, dict] = {}  # per size, the local engine's result (its decisions, for the Ray comparison)
     for mb in sizes:
         corpus = work / f"corpus-{mb}"
         planted = generate(corpus, mb, pool, seed=mb)
@@ -194,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             {k: round(v, 1) for k, v in result["timings"].items()}, **dedup_quality(result, planted),
         }
         originals[mb] = planted
+        local_runs[mb] = result
         log(f"{mb} MB: {figures['sizes'][mb]}")
 
     if args.datatrove_mb:
@@ -208,6 +215,24 @@ def main(argv: list[str] | None = None) -> int:
         if ours:
             figures["vs_datatrove"] = {"throughput_ratio": round(ratio(ours["mb_s"], dt["mb_s"]), 2),
                                        "memory_ratio": round(ratio(ours["peak_mib"], dt["peak_mib"]), 2)}
+
+    if args.ray_mb:
+        corpus = work / f"corpus-{args.ray_mb}"
+        if not corpus.exists():
+            generate(corpus, args.ray_mb, pool, seed=args.ray_mb)
+        log(f"{args.ray_mb} MB through Ray (a local cluster of {args.workers} CPUs)")
+        on_ray = run_hare(corpus, work / f"home-ray-{args.ray_mb}", work, f"hare-ray-{args.ray_mb}", args.workers, "ray")
+        local = local_runs.get(args.ray_mb) or run_hare(corpus, work / f"home-local-{args.ray_mb}", work,
+                                                         f"hare-local-{args.ray_mb}", args.workers)
+        figures["ray"] = {
+            "mb": args.ray_mb, "wall_s": round(on_ray["wall_s"], 1), "peak_mib": round(on_ray["peak_mib"]),
+            "local_wall_s": round(local["wall_s"], 1), "local_peak_mib": round(local["peak_mib"]),
+            "throughput_ratio": round(ratio(local["wall_s"], on_ray["wall_s"]), 2),
+            "same_decisions": _decision_keys(on_ray["decisions"]) == _decision_keys(local["decisions"]),
+            "same_kept": on_ray["kept_rows"] == local["kept_rows"],
+            "stages_s": {k: round(v, 1) for k, v in on_ray["timings"].items()},
+        }
+        log(f"ray: {figures['ray']}")
 
     if args.increment_mb and args.increment_base in figures["sizes"]:
         base = work / f"corpus-{args.increment_base}"
@@ -229,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _decision_keys(decisions: list[dict]) -> list[tuple]:
+    return sorted((d["shard"], d["row"], d["reason"], d["kept_shard"], d["kept_row"]) for d in decisions)
+
+
 def report(f: dict, sizes: list[int]) -> None:
     print(f"\nD1 at scale, {f['workers']} workers on {f['cpus']} CPUs (peak = PSS of the process tree)")
     print("| size | docs | MB/s | peak MiB | wall s | dedup recall | dedup precision |")
@@ -247,6 +276,11 @@ def report(f: dict, sizes: list[int]) -> None:
         if "vs_datatrove" in f:
             checks["throughput vs datatrove >= 3"] = f["vs_datatrove"]["throughput_ratio"]
             checks["peak memory vs datatrove <= 1"] = f["vs_datatrove"]["memory_ratio"]
+    if "ray" in f:
+        r = f["ray"]
+        print(f"{r['mb']} MB through Ray: {r['wall_s']} s, peak {r['peak_mib']} MiB; local engine: {r['local_wall_s']} s, "
+              f"peak {r['local_peak_mib']} MiB; throughput Ray / local {r['throughput_ratio']:.2f}; "
+              f"same decisions: {r['same_decisions']}, same kept rows: {r['same_kept']}")
     if "increment" in f:
         inc = f["increment"]
         print(f"adding {inc['mb']} MB: {inc['added_wall_s']} s; the same shards alone: {inc['alone_wall_s']} s")

@@ -64,9 +64,11 @@ def _log_tail(log: Path, chars: int = 4000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
 
 
-def _graphql(base: str, query: str) -> dict:
+def _graphql(base: str, query: str, raw: bool = False) -> dict:
+    """POST a query (or, with `raw`, a whole JSON body with variables) to the webserver's GraphQL endpoint."""
     request = urllib.request.Request(
-        f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"},
+        f"{base}/graphql", data=(query if raw else json.dumps({"query": query})).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
@@ -291,3 +293,60 @@ def test_hare_ui_ends_dagster_dev_and_every_child_on_a_signal(signum, tmp_path):
         assert not alive, f"still running 10 s after {signal.Signals(signum).name}: {[p.pid for p in alive]}\n{_log_tail(log)}"
     finally:
         _stop(proc)
+
+
+BACKFILL_MUTATION = """
+mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) { __typename
+    ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } ... on InvalidSubsetError { message } } }
+"""
+
+
+def _most_at_once(records) -> int:
+    """The most runs in progress at the same moment, from their start and end times."""
+    edges = sorted([(r.start_time, 1) for r in records] + [(r.end_time, -1) for r in records], key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_a_backfill_of_blocks_runs_one_run_per_block_under_the_run_limit(dagster_ui, monkeypatch):
+    """The daemon turns a backfill of four blocks into four runs and starts at most dagster.yaml's backfill limit at once."""
+    import dagster as dg
+    import yaml
+
+    from hare_assets.defs.graph import build_definitions
+    from hare_assets.lib.profile import load_profile
+
+    base, home, data = dagster_ui
+    limit = next(t["limit"] for t in yaml.safe_load((home / "dagster.yaml").read_text())["concurrency"]["runs"]
+                 ["tag_concurrency_limits"] if t["key"] == "dagster/backfill")
+    monkeypatch.chdir(home)
+    monkeypatch.setenv("HARE_HOME", str(data))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        defs = build_definitions(load_profile("demo"))
+        assert dg.materialize(list(defs.assets), selection=["shard_manifest"], resources=dict(defs.resources),
+                              instance=instance).success
+        blocks = sorted(instance.get_dynamic_partitions("blocks"))[:4]
+    reply = _graphql(base, json.dumps({"query": BACKFILL_MUTATION, "variables": {"params": {
+        "partitionNames": blocks, "assetSelection": [{"path": [ASSET]}], "title": "four blocks"}}}), raw=True)
+    launched = reply["data"]["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    deadline = time.monotonic() + 360
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while time.monotonic() < deadline:
+            records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            if len(records) == len(blocks) and all(r.dagster_run.is_finished for r in records):
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"backfill {backfill_id} did not finish: {[(r.dagster_run.tags, r.dagster_run.status) for r in records]}")
+        assert sorted(r.dagster_run.tags["dagster/partition"] for r in records) == blocks  # one run per block
+        assert all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records)
+        assert 1 <= _most_at_once(records) <= limit
+        assert instance.get_materialized_partitions(dg.AssetKey(ASSET)) == set(blocks)
