@@ -314,7 +314,7 @@ def _most_at_once(records) -> int:
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_a_backfill_of_blocks_runs_one_run_per_block_under_the_run_limit(dagster_ui, monkeypatch):
-    """The daemon turns a backfill of four blocks into four runs and starts at most dagster.yaml's backfill limit at once."""
+    """The daemon turns a backfill of three blocks into three runs and starts at most dagster.yaml's backfill limit at once."""
     import dagster as dg
     import yaml
 
@@ -330,9 +330,9 @@ def test_a_backfill_of_blocks_runs_one_run_per_block_under_the_run_limit(dagster
         defs = build_definitions(load_profile("demo"))
         assert dg.materialize(list(defs.assets), selection=["shard_manifest"], resources=dict(defs.resources),
                               instance=instance).success
-        blocks = sorted(instance.get_dynamic_partitions("blocks"))[:4]
+        blocks = sorted(instance.get_dynamic_partitions("blocks"))[:3]
     reply = _graphql(base, json.dumps({"query": BACKFILL_MUTATION, "variables": {"params": {
-        "partitionNames": blocks, "assetSelection": [{"path": [ASSET]}], "title": "four blocks"}}}), raw=True)
+        "partitionNames": blocks, "assetSelection": [{"path": [ASSET]}], "title": "three blocks"}}}), raw=True)
     launched = reply["data"]["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     backfill_id = launched["backfillId"]

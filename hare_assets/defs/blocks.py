@@ -54,9 +54,10 @@ def block_jobs(tables: TableStore, block: str, upstream: str | None, settings: o
 
 
 def run_stage(context: dg.AssetExecutionContext, tables: TableStore, table: str, companions: list[str],
-              jobs: list[PartJob], work: Callable[[PartJob], dict], pool: ShardPool) -> BlockRun:
-    """Every shard of the block through `work` in `pool`, then the block committed: companions first, `table` last."""
-    block = context.partition_key
+              jobs: list[PartJob], work: Callable[[PartJob], dict], pool: ShardPool, block: str | None = None) -> BlockRun:
+    """Every shard of the block (default: the run's partition) through `work` in `pool`, then the block committed:
+    companions first, `table` last."""
+    block = block or context.partition_key
     run = run_block(tables, table, block, jobs, work, pool, log=context.log.info)
     parts = [j.part for j in jobs]
     for companion in companions:

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -214,3 +215,27 @@ def decontaminate_part(tables: TableStore, source_table: str, table: str, block:
         failpoint("decontaminate_d1")
     return {"rows_in": rows_in, "rows_out": kept.rows, "removed": dict(removed_by), "documents_with_hits": with_hits,
             "documents_excised": excised}
+
+
+def embed_part(tables: TableStore, source_table: str, table: str, block: str, embed: Callable[[list[str]], np.ndarray],
+               model_id: str, batch: int, job: PartJob) -> dict:
+    """One shard's documents embedded batch by batch. Vectors the shard's previous part file holds for the same
+    doc_id and model are reused (a shard redone because one of its documents went is not embedded again)."""
+    cached: dict[str, list[float]] = {}
+    if tables.fs.exists(tables.part_path(table, block, job.part)):
+        for frame in iter_part(tables, table, block, job.part, batch=batch):
+            mine = frame.filter(pl.col("model") == model_id)
+            cached.update(zip(mine["doc_id"].to_list(), mine["embedding"].to_list(), strict=True))
+    rows_in = embedded = 0
+    with tables.part_writer(table, block, job.part, schemas.EMBEDDINGS) as out:
+        for frame in iter_part(tables, source_table, block, job.part, columns=["doc_id", "text"], batch=batch):
+            rows_in += frame.height
+            todo = [i for i, d in enumerate(frame["doc_id"].to_list()) if d not in cached]
+            fresh = embed(frame["text"].gather(todo).to_list()) if todo else np.zeros((0, 0), dtype=np.float32)
+            vectors = [cached.get(d) for d in frame["doc_id"].to_list()]
+            for i, vector in zip(todo, fresh.tolist(), strict=True):
+                vectors[i] = vector
+            embedded += len(todo)
+            out.write(pl.DataFrame({"doc_id": frame["doc_id"], "model": model_id,
+                                    "embedding": pl.Series(vectors, dtype=pl.List(pl.Float32))}))
+    return {"rows_in": rows_in, "rows_out": out.rows, "embedded": embedded, "cache_hits": rows_in - embedded}

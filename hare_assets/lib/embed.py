@@ -93,6 +93,23 @@ def bf16_matmuls(device: str) -> bool:
     return device == "cpu" and bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
+def _model_id(model_path: str, max_seq_length: int, chunk_words: int, max_chunks: int, quantized: bool, bf16: bool) -> str:
+    suffix = "|int8" if quantized else "|bf16" if bf16 else ""
+    return f"{_model_name(model_path)}|seq={max_seq_length}|chunk={chunk_words}x{max_chunks}{suffix}"
+
+
+def embedding_key(model: str | None, device: str | None, max_seq_length: int, chunk_words: int, max_chunks: int,
+                  precision: str = "auto", quantize: bool = False) -> str:
+    """The `Embedder.model_id` these settings give on this machine, without loading the model: what decides
+    whether stored vectors are still valid."""
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    quantized = quantize and device == "cpu"
+    bf16 = not quantized and (precision == "bf16" or (precision == "auto" and bf16_matmuls(device)))
+    return _model_id(model or default_model_path(), max_seq_length, chunk_words, max_chunks, quantized, bf16)
+
+
 class Embedder:
     """Embed documents with a sentence-transformers model under the chunking rule above."""
 
@@ -132,11 +149,7 @@ class Embedder:
     @property
     def model_id(self) -> str:
         """Names the model and every setting that changes the vectors (a cache key)."""
-        suffix = "|int8" if self.quantized else "|bf16" if self.bf16 else ""
-        return (
-            f"{_model_name(self.model_path)}|seq={self.max_seq_length}|chunk={self.chunk_words}"
-            f"x{self.max_chunks}{suffix}"
-        )
+        return _model_id(self.model_path, self.max_seq_length, self.chunk_words, self.max_chunks, self.quantized, self.bf16)
 
     def chunks(self, text: str) -> list[str]:
         return chunk_document(text, self.chunk_words, self.max_chunks)

@@ -15,6 +15,7 @@ DUPLICATES = {
     "kept_row": pl.Int64,
     "similarity": pl.Float64,
 }
+EMBEDDINGS = {"doc_id": pl.String, "model": pl.String, "embedding": pl.List(pl.Float32)}
 
 
 def frame(rows: list[dict], schema: dict) -> pl.DataFrame:

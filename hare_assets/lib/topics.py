@@ -120,6 +120,21 @@ def cluster(
     return Clustering(labels, centroids.astype(np.float32), sims)
 
 
+def extend(embeddings: np.ndarray, centroids: np.ndarray, known: np.ndarray, block: int = 65536) -> Clustering:
+    """The clustering of `embeddings` under fixed `centroids`: a row whose `known` label is >= 0 keeps it, the
+    others (-1) join the nearest centroid. New documents join the existing topics without moving them, so the
+    topics' keys and what was built from them stay valid."""
+    x, c = _unit(embeddings), _unit(centroids)
+    known = np.asarray(known, dtype=np.int64)
+    if len(known) != len(x):
+        raise ValueError(f"known has {len(known)} labels for {len(x)} rows")
+    labels, sims = _assign(x, c, block)
+    keep = known >= 0
+    labels[keep] = known[keep]
+    sims[keep] = np.einsum("ij,ij->i", x[keep], c[known[keep]])
+    return Clustering(labels, c, sims)
+
+
 def keywords(texts: Iterable[str], labels: np.ndarray, top_n: int = 8) -> dict[int, list[str]]:
     """Top words per cluster by class-based TF-IDF (BERTopic's c-TF-IDF).
 

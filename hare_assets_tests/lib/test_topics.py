@@ -9,6 +9,7 @@ import pytest
 from hare_assets.lib.topics import (
     balanced_weights,
     cluster,
+    extend,
     keywords,
     pca_2d,
     purity,
@@ -39,6 +40,23 @@ def test_cluster_recovers_blobs_and_is_deterministic():
     assert np.allclose(a.similarity, own, atol=1e-5) and np.allclose(a.distances, 1 - own, atol=1e-5)
     assert (a.similarity >= (unit @ a.centroids.T).max(axis=1) - 1e-6).all()  # each row sits with its nearest centroid
     assert a.sizes.tolist() == [60] * 4
+
+
+def test_extend_keeps_known_labels_and_centroids_and_places_new_rows_by_cosine():
+    x, truth = _blobs(n_per=40, k=3)
+    first = cluster(x[::2], 3, seed=0)  # half the rows clustered
+    known = np.full(len(x), -1)
+    known[::2] = first.labels
+    known[0] = (first.labels[0] + 1) % 3  # a known label is kept even where another centroid is nearer
+    grown = extend(x, first.centroids, known)
+    assert np.array_equal(grown.centroids, first.centroids)
+    assert grown.labels[0] == known[0] and np.array_equal(grown.labels[2::2], first.labels[1:])
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert np.array_equal(grown.labels[1::2], (unit[1::2] @ first.centroids.T).argmax(axis=1))
+    assert np.allclose(grown.similarity, (unit * first.centroids[grown.labels]).sum(axis=1), atol=1e-5)
+    assert purity(grown.labels[1::2], truth[1::2]) == 1.0  # new rows land in their blob's topic
+    with pytest.raises(ValueError, match="labels for"):
+        extend(x, first.centroids, known[:-1])
 
 
 def test_cluster_samples_big_inputs_and_clamps_k():

@@ -1,20 +1,25 @@
 """D1 on blocks through the real assets: one more shard gives what all shards from scratch give and leaves the earlier
-blocks' files as they were; a block five times bigger needs no more memory."""
+blocks' files as they were; a block five times bigger needs no more memory; the embeddings keep what a kill -9 left
+and embed only a new block."""
 
 import json
+import os
 import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
 from hare_assets.defs.graph import build_definitions
 from hare_assets.lib.paths import DEMO_DIR
 from hare_assets.lib.profile import load_profile
+from hare_assets.lib.shards import safe_name
 from hare_assets.lib.storage import TableStore
 
 _SENTENCES = sorted({s.strip() for line in (DEMO_DIR / "corpus/encyclopedia/part-000.jsonl").open()
@@ -36,11 +41,11 @@ def _write_shard(path: Path, texts: list[str]) -> None:
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
 
 
-def _profile(tmp_path: Path, name: str, corpus: Path, block_bytes: int) -> Path:
+def _profile(tmp_path: Path, name: str, corpus: Path, block_bytes: int, extra: str = "") -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"name: {name}\ningest: {{block_bytes: {block_bytes}, workers: 1}}\n"
                     "clean: {language: {sample_chars: 300}}\n"  # language ID dominates cleaning time; a sample does here
-                    f"sources: [{{name: web, format: jsonl, path: {corpus}}}]\n")
+                    f"sources: [{{name: web, format: jsonl, path: {corpus}}}]\n{extra}")
     return path
 
 
@@ -124,3 +129,110 @@ def test_a_block_five_times_bigger_needs_no_more_memory(tmp_path):
     # What the work itself adds must not grow with the block either (holding the block, six bytes per byte of
     # input before blocks, would add about 70 MB more to the large one).
     assert growth["large"] <= 1.3 * growth["small"] + 10, growth
+
+
+_EMBED_UNTIL_KILLED = """
+import sys, dagster as dg
+from hare_assets.defs.graph import build_definitions
+from hare_assets.lib.profile import load_profile
+defs = build_definitions(load_profile(sys.argv[1]), home=sys.argv[2])
+with dg.DagsterInstance.from_config(sys.argv[3]) as instance:
+    dg.materialize(list(defs.assets), selection=["document_embeddings"], resources=dict(defs.resources), instance=instance)
+"""
+
+
+def _metadata(defs: dg.Definitions, instance: dg.DagsterInstance, asset: str, partition: str | None = None,
+              run_config: dict | None = None) -> dict:
+    result = dg.materialize(list(defs.assets), selection=[asset], partition_key=partition, resources=dict(defs.resources),
+                            instance=instance, run_config=run_config)
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(folder.glob("**/*")) if p.is_file()}
+
+
+def test_embeddings_and_topics_grow_with_a_new_block_and_keep_what_a_kill_left(tmp_path, materialize_d1):
+    """Embeddings: a kill -9 keeps the finished shards; a new block embeds only its documents. Topics: the new
+    documents join the existing topics (keys, earlier assignments and D2 untouched); a changed topics.k re-clusters
+    and archives the D2 of a topic that vanished."""
+    rng = random.Random(12)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(4):
+        _write_shard(corpus / f"part-{i}.jsonl", [_document(rng) for _ in range(6)])
+    block_bytes = 2 * (corpus / "part-0.jsonl").stat().st_size
+    profile = _profile(tmp_path, "embed", corpus, block_bytes, "topics: {k: 2}\n")
+    home, dagster_home = tmp_path / "home", tmp_path / "dagster"
+    dagster_home.mkdir()
+    defs = build_definitions(load_profile(profile), home=str(home))
+    store = TableStore(str(home))
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        materialize_d1(defs, instance)
+        blocks = sorted(instance.get_dynamic_partitions("blocks"))
+    assert len(blocks) >= 2
+
+    # kill -9 once the first shard's vectors are written: they stay, with their receipt
+    markers = tmp_path / "failpoints"
+    markers.mkdir()
+    env = {**os.environ, "HARE_FAILPOINT": "shard_done", "HARE_FAILPOINT_DIR": str(markers), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", _EMBED_UNTIL_KILLED, str(profile), str(home), str(dagster_home)], env=env)
+    deadline = time.monotonic() + 180
+    while not (markers / "shard_done").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the embeddings never finished a shard"
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    done = [p for b in blocks for p in (home / "document_embeddings" / b / "_receipts").glob("*.json")]
+    assert [p.stem for p in done] == [safe_name("part-0.jsonl")]
+    first = store.read("deduplicated_documents", blocks[0]).filter(pl.col("shard") == "part-0.jsonl").height
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        meta = _metadata(defs, instance, "document_embeddings")
+        total = store.num_rows("deduplicated_documents")
+        assert (meta["shards_skipped"], meta["shards_read"]) == (1, 3) and first > 0
+        assert meta["embedded_now"] == total - first and meta["dagster/row_count"] == total
+        vectors = store.read("document_embeddings").join(store.read("deduplicated_documents", columns=["doc_id", "text"]),
+                                                         on="doc_id")
+        from hare_assets.lib.embed import Embedder
+
+        cfg = load_profile(profile).embed
+        direct = Embedder(max_seq_length=cfg.max_seq_length).embed(vectors["text"].to_list())
+        assert np.abs(np.asarray(vectors["embedding"].to_list()) - direct).max() < 1e-5  # the killed run's shard included
+
+        assert _metadata(defs, instance, "topic_clusters")["mode"] == "re-clustered: no topics yet"
+        keys = sorted(instance.get_dynamic_partitions("topics"))
+        for key in keys:  # each topic's documents and D2
+            _metadata(defs, instance, "topic_documents", key)
+            _metadata(defs, instance, "synthetic_documents", key)
+        assigned = store.read("topic_clusters__assignments")
+        embeddings, d2 = _files(home / "document_embeddings"), _files(home / "synthetic_documents")
+        assert len(keys) == 2 and len(d2) == 2
+
+        # one more shard: a new block; only its documents are embedded, and they join the existing topics
+        _write_shard(corpus / "part-4.jsonl", [_document(rng) for _ in range(6)])
+        materialize_d1(defs, instance)
+        [new_block] = sorted(set(instance.get_dynamic_partitions("blocks")) - set(blocks))
+        added = store.num_rows("deduplicated_documents", new_block)
+        meta = _metadata(defs, instance, "document_embeddings")
+        assert meta["embedded_now"] == added and (meta["shards_read"], meta["shards_skipped"]) == (1, 4)
+        assert {p: p.read_bytes() for p in embeddings} == embeddings  # the other blocks' vectors, byte for byte
+        assert _metadata(defs, instance, "topic_clusters")["mode"] == f"{added} new documents added to the existing topics"
+        assert sorted(instance.get_dynamic_partitions("topics")) == keys
+        grown = store.read("topic_clusters__assignments")
+        assert grown.height == assigned.height + added
+        assert grown.join(assigned, on="doc_id", how="semi").sort("doc_id").equals(assigned.sort("doc_id"))
+        assert _files(home / "synthetic_documents") == d2
+
+        # topics.k changes: everything is re-clustered, and the topic that vanished keeps its D2 in the archive
+        fewer = build_definitions(load_profile(_profile(tmp_path, "embed-k1", corpus, block_bytes, "topics: {k: 1}\n")),
+                                  home=str(home))
+        meta = _metadata(fewer, instance, "topic_clusters")
+        [gone] = meta["vanished_topics"].split(", ")
+        assert meta["mode"] == "re-clustered: topics.k, topics.seed or the embedding model changed"
+        assert sorted(instance.get_dynamic_partitions("topics")) == sorted(set(keys) - {gone})
+    assert not store.exists("synthetic_documents", gone)
+    assert store.read("synthetic_documents__archived", gone).height > 0
