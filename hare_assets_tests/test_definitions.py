@@ -27,6 +27,7 @@ EXPECTED = {
     "decontaminated_synthetic": ("integrity", True),
     "decontaminated_tasks": ("integrity", True),
     "contamination_hits": ("integrity", False),
+    "document_tokens": ("mixture", True),
     "training_mixture": ("mixture", True),
     "packed_sequences": ("mixture", True),
     "checkpoint": ("model", True),
@@ -35,7 +36,7 @@ EXPECTED = {
     "leakage_report": ("evaluate", True),
 }
 # Assets that filter rows account for every one of them; the others summarise or train.
-ACCOUNTED = {"raw_documents", "clean_documents", "deduplicated_documents", "document_embeddings", "topic_clusters",
+ACCOUNTED = {"raw_documents", "clean_documents", "deduplicated_documents", "document_embeddings", "topic_clusters", "document_tokens",
              "topic_documents", "synthetic_documents", "task_documents", "decontaminated_documents",
              "decontaminated_synthetic", "decontaminated_tasks", "benchmark_paraphrases"}
 
@@ -77,8 +78,12 @@ def test_lineage_runs_from_benchmark_scores_back_to_raw():
 
 def test_mixture_reads_only_decontaminated_data():
     graph = defs.resolve_asset_graph()
-    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("training_mixture")).parent_keys}
-    assert parents == {"decontaminated_documents", "decontaminated_synthetic", "decontaminated_tasks", "topic_clusters"}
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("training_mixture") == {"decontaminated_documents", "decontaminated_synthetic", "decontaminated_tasks",
+                                           "topic_clusters", "document_tokens"}
+    assert parents("document_tokens") == {"decontaminated_documents"}  # D1's token cache, made from decontaminated rows
 
 
 def test_gpu_steps_share_the_pool_and_wait_for_the_schedule():

@@ -35,7 +35,7 @@ SCHEDULE = "weekly_rebuild"
 EAGER = (
     "duplicate_decisions", "deduplicated_documents", "document_embeddings", "topic_clusters", "topic_documents",
     "benchmark_ngram_index", "decontaminated_documents", "decontaminated_synthetic", "decontaminated_tasks",
-    "contamination_hits", "training_mixture", "packed_sequences",
+    "contamination_hits", "document_tokens", "training_mixture", "packed_sequences",
 )  # fmt: skip
 ON_SCHEDULE = (
     "benchmark_sets", "synthetic_documents", "task_documents", "checkpoint", "benchmark_scores",

@@ -12,7 +12,7 @@ from hare_assets.defs.evaluate.scores import build_score_assets
 from hare_assets.defs.ingest.assets import RAW, build_ingest_assets
 from hare_assets.defs.integrity.assets import BENCHMARK_SETS, DECONTAMINATED, HITS, INDEX, build_integrity_assets
 from hare_assets.defs.integrity.partitions import benchmark_partitions
-from hare_assets.defs.model.assets import CHECKPOINT, MIXTURE, PACKED, build_model_assets
+from hare_assets.defs.model.assets import CHECKPOINT, MIXTURE, PACKED, TOKENS, build_model_assets
 from hare_assets.defs.resources import GeneratorResource, HareStorage, JobLauncher, ShardEngine
 from hare_assets.defs.runs import run_health_sensor
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS, build_synthesize_assets
@@ -73,8 +73,8 @@ def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitio
             description="One block: refresh the manifest, then ingest, clean and sign its shards (finished shards are skipped)."),
         job(DEDUP_JOB, selection=select(DECISIONS, INDEX),
             description="Decide the duplicates of the whole corpus from the blocks' signatures; index every benchmark's n-grams."),
-        job(FINISH_BLOCK_JOB, selection=select(DEDUP, DECONTAMINATED["d1"]),
-            description="One block: drop its duplicates, then decontaminate it."),
+        job(FINISH_BLOCK_JOB, selection=select(DEDUP, DECONTAMINATED["d1"], TOKENS),
+            description="One block: drop its duplicates, decontaminate it, tokenize it for the mixtures."),
         job(CLUSTER_JOB, selection=select(EMBEDDINGS, CLUSTERS),
             description="Embed D1 and cluster it into topics (registers topic partitions)."),
         job(SYNTHESIZE_TOPIC_JOB, selection=select(TOPIC_DOCUMENTS, SYNTHETIC, DECONTAMINATED["d2"]),

@@ -239,3 +239,20 @@ def embed_part(tables: TableStore, source_table: str, table: str, block: str, em
             out.write(pl.DataFrame({"doc_id": frame["doc_id"], "model": model_id,
                                     "embedding": pl.Series(vectors, dtype=pl.List(pl.Float32))}))
     return {"rows_in": rows_in, "rows_out": out.rows, "embedded": embedded, "cache_hits": rows_in - embedded}
+
+
+def tokenize_part(tables: TableStore, source_table: str, table: str, block: str, tokenizer: str | None, batch: int,
+                  job: PartJob) -> dict:
+    """One shard's documents tokenized once, for every mixture and pack built from them later."""
+    from hare_assets.lib.tokenizer import encoder
+
+    enc = encoder(tokenizer)
+    rows_in = tokens = 0
+    with tables.part_writer(table, block, job.part, schemas.TOKENS) as out:
+        for frame in iter_part(tables, source_table, block, job.part, columns=["doc_id", "text"], batch=batch):
+            ids = enc.encode(frame["text"].to_list(), num_threads=1)  # one thread per shard: the pool uses the cores
+            counts = [len(i) + 2 for i in ids]
+            out.write(pl.DataFrame({"doc_id": frame["doc_id"], "tokens": counts, "ids": pl.Series(ids, dtype=pl.List(pl.UInt32))}))
+            rows_in += frame.height
+            tokens += sum(counts)
+    return {"rows_in": rows_in, "rows_out": out.rows, "tokens": tokens}

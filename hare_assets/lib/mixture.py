@@ -9,7 +9,9 @@ order of a pass depends only on (seed, group, pass, doc_id), not on the order ro
 so the same inputs give the same mixture. The selected samples are finally shuffled together
 (seeded), which is the order packing reads them in.
 
-Token counts include the `<s>` and `</s>` that packing adds around every document.
+Token counts include the `<s>` and `</s>` that packing adds around every document. A pool may bring
+them in a `tokens` column (D1 does, from its per-block token cache, and then needs no text);
+otherwise its texts are tokenized here.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import xxhash
 
 from hare_assets.lib.tokenizer import token_counts
 
-# The columns a pool must have; synthetic pools also carry topic and seed_doc_ids.
-POOL_COLUMNS = ("doc_id", "source", "shard", "row", "text")
+# The columns a pool must have, and `text` or `tokens`; synthetic pools also carry topic and seed_doc_ids.
+POOL_COLUMNS = ("doc_id", "source", "shard", "row")
 MIXTURE = {
     "dataset": pl.String,
     "group": pl.String,  # D1: the source; D2/D3: the dataset
@@ -88,18 +90,21 @@ def _key(seed: int, *parts: object) -> int:
     return xxhash.xxh3_64_intdigest(":".join(map(str, (seed, *parts))).encode())
 
 
-def _pool(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
+def _pool(frame: pl.DataFrame, dataset: str, tokenizer: str | None) -> pl.DataFrame:
     """A dataset's rows with the MIXTURE columns (topic/seeds null where a dataset has none) and token counts."""
-    missing = [c for c in POOL_COLUMNS if c not in frame.columns]
+    missing = [c for c in POOL_COLUMNS if c not in frame.columns] + ([] if {"text", "tokens"} & set(frame.columns) else ["text"])
     if missing:
         raise ValueError(f"{dataset}: rows lack columns {missing}")
-    out = frame.select(
-        pl.lit(dataset).alias("dataset"), *POOL_COLUMNS,
-        (pl.col("topic") if "topic" in frame.columns else pl.lit(None, dtype=pl.String)).alias("topic"),
-        (pl.col("seed_doc_ids") if "seed_doc_ids" in frame.columns else pl.lit(None, dtype=pl.List(pl.String))).alias("seed_doc_ids"),
-    )
-    counts = token_counts(out["text"].to_list())
-    return out.with_columns(pl.Series("tokens", [c + 2 for c in counts], dtype=pl.Int64)).filter(pl.col("tokens") > 2)
+
+    def optional(column: str, dtype: pl.DataType) -> pl.Expr:
+        return (pl.col(column) if column in frame.columns else pl.lit(None, dtype=dtype)).alias(column)
+
+    out = frame.select(pl.lit(dataset).alias("dataset"), *POOL_COLUMNS, optional("text", pl.String),
+                       optional("topic", pl.String), optional("seed_doc_ids", pl.List(pl.String)), optional("tokens", pl.Int64))
+    if "tokens" not in frame.columns:
+        counts = token_counts(out["text"].to_list(), tokenizer)
+        out = out.with_columns(pl.Series("tokens", [c + 2 for c in counts], dtype=pl.Int64))
+    return out.filter(pl.col("tokens") > 2)
 
 
 def _take(pool: pl.DataFrame, target: int, seed: int, group: str, max_repeats: float) -> tuple[pl.DataFrame, float]:
@@ -131,8 +136,10 @@ def build_mixture(
     source_weights: dict[str, float],
     seed: int = 0,
     max_repeats: float = 16.0,
+    tokenizer: str | None = None,
 ) -> Mixture:
-    """Select samples for one stage. `pools` maps d1/d2/d3 to their (decontaminated) rows."""
+    """Select samples for one stage. `pools` maps d1/d2/d3 to their (decontaminated) rows; `tokenizer`
+    counts the tokens of pools that bring no `tokens` column."""
     weights = {d: w for d, w in dataset_weights.items() if w > 0}
     empty = [d for d in weights if d not in pools or pools[d].is_empty()]
     if empty:
@@ -143,7 +150,7 @@ def build_mixture(
     total_weight = sum(weights.values())
     for dataset, weight in weights.items():
         share = budget * weight / total_weight
-        pool = _pool(pools[dataset], dataset)
+        pool = _pool(pools[dataset], dataset, tokenizer)
         if dataset == "d1":
             sources = sorted(pool["source"].unique().to_list())
             sw = {s: source_weights.get(s, 1.0) for s in sources}

@@ -86,7 +86,7 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     _fsync_replace(tmp, path)
 
 
-def _batches(documents: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+def _batches(documents: Iterable[tuple], size: int) -> Iterator[list[tuple]]:
     it = iter(documents)
     while batch := list(islice(it, size)):
         yield batch
@@ -192,6 +192,29 @@ def pack_documents(
     see `tokenizer.encoder` (default Mistral's SentencePiece model).
     `metadata` (e.g. the mixture manifest's fingerprint) is stored in the header.
     """
+    enc = encoder(tokenizer)
+
+    def encoded() -> Iterator[tuple[str, list[int]]]:
+        for batch in _batches(documents, batch_size):
+            ids, texts = zip(*batch)
+            yield from zip(ids, enc.encode(list(texts), num_threads=num_threads))
+
+    return pack_token_ids(encoded(), out_dir, seq_len, shard_tokens=shard_tokens, batch_size=batch_size,
+                          tokenizer=tokenizer, metadata=metadata)
+
+
+def pack_token_ids(
+    documents: Iterable[tuple[str, list[int]]],
+    out_dir: str | Path,
+    seq_len: int,
+    *,
+    shard_tokens: int = 1 << 28,
+    batch_size: int = 1024,
+    tokenizer: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> PackStats:
+    """Pack `(doc_id, ids)` pairs whose ids `tokenizer` already made (no BOS/EOS; e.g. a token cache):
+    the same pack `pack_documents` makes from their texts, without tokenizing again."""
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,8 +230,7 @@ def pack_documents(
     doc_index = 0
     documents_n = empty = 0
     for batch in _batches(documents, batch_size):
-        ids, texts = zip(*batch)
-        encoded = enc.encode(list(texts), num_threads=num_threads)
+        ids, encoded = zip(*batch)
         keep = [i for i, e in enumerate(encoded) if e]
         empty += len(batch) - len(keep)
         doc_index_batch = np.arange(doc_index, doc_index + len(batch))[keep]

@@ -16,6 +16,8 @@ DUPLICATES = {
     "similarity": pl.Float64,
 }
 EMBEDDINGS = {"doc_id": pl.String, "model": pl.String, "embedding": pl.List(pl.Float32)}
+# A document's token ids without <s>/</s>, and its count with them (what the mixture budgets and packing adds).
+TOKENS = {"doc_id": pl.String, "tokens": pl.Int64, "ids": pl.List(pl.UInt32)}
 
 
 def frame(rows: list[dict], schema: dict) -> pl.DataFrame:

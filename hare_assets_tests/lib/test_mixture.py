@@ -79,3 +79,15 @@ def test_manifest_accounts_for_every_token(pools):
     assert manifest["tokens"].sum() == mix.samples["tokens"].sum()
     assert manifest["samples"].sum() == mix.samples.height
     assert set(manifest.filter(pl.col("dataset") == "d2")["topic"]) == {"topic-000"}
+
+
+def test_a_pool_with_cached_token_counts_needs_no_text_and_mixes_the_same(pools):
+    weights = {"d1": 46.5, "d2": 13.63, "d3": 39.87}
+    counts = token_counts(pools["d1"]["text"].to_list())
+    cached = pools["d1"].drop("text").with_columns(pl.Series("tokens", [c + 2 for c in counts], dtype=pl.Int64))
+    from_text = build_mixture(pools, 20_000, weights, {"web": 1.0, "book": 1.0})
+    from_counts = build_mixture({**pools, "d1": cached}, 20_000, weights, {"web": 1.0, "book": 1.0})
+    assert from_counts.samples.drop("text").equals(from_text.samples.drop("text"))
+    assert from_counts.samples.filter(pl.col("dataset") == "d1")["text"].is_null().all()
+    with pytest.raises(ValueError, match=r"lack columns \['text'\]"):
+        build_mixture({"d1": pools["d1"].drop("text")}, 1_000, {"d1": 1.0}, {})

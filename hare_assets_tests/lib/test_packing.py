@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from hare_assets.lib.packing import PackedDataset, pack_documents
+from hare_assets.lib.packing import PackedDataset, pack_documents, pack_token_ids
 from hare_assets.lib.presets import BOS_ID, EOS_ID
 from hare_assets.lib.tokenizer import _processor, mistral_model_path
 
@@ -139,3 +139,13 @@ def test_repacking_the_same_documents_keeps_the_fingerprint(tmp_path):
     assert again.fingerprint() == before.fingerprint()
     pack_documents(docs[:-1], tmp_path / "b", seq_len=64)
     assert PackedDataset(tmp_path / "b").fingerprint() != before.fingerprint()
+
+
+def test_packing_cached_token_ids_gives_the_pack_of_the_texts(tmp_path, packed):
+    docs, stats, ds = packed
+    ids = [(doc_id, sp().encode(text)) for doc_id, text in docs]  # what a token cache holds: no BOS/EOS
+    again = pack_token_ids(ids, tmp_path, seq_len=32, shard_tokens=32 * 10, batch_size=5)
+    cached = PackedDataset(tmp_path)
+    assert (again.blocks, again.tokens, again.dropped_tokens) == (stats.blocks, stats.tokens, stats.dropped_tokens)
+    assert cached.fingerprint() == ds.fingerprint() and np.array_equal(np.stack(list(cached)), np.stack(list(ds)))
+    assert cached.provenance().collect().equals(ds.provenance().collect())

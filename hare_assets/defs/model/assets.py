@@ -5,17 +5,24 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import polars as pl
 
+from hare_assets.defs.accounting import account_metadata, accounting_result, accounting_spec
+from hare_assets.defs.blocks import block_jobs, run_stage, shard_metadata
 from hare_assets.defs.curate.topics import ASSIGNMENTS, CLUSTERS
+from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.integrity.assets import DECONTAMINATED, load_index
 from hare_assets.defs.metadata import frame_markdown, png_markdown
 from hare_assets.defs.model.partitions import STAGES
-from hare_assets.defs.resources import HareStorage, JobLauncher
+from hare_assets.defs.resources import HareStorage, JobLauncher, ShardEngine
+from hare_assets.lib.accounting import Account
+from hare_assets.lib.blocks import WORKER_PRELOAD, tokenize_part
 from hare_assets.lib.contamination import rule_for
 from hare_assets.lib.decontam import scan_batch
 from hare_assets.lib.diskspace import space_guard
@@ -31,7 +38,7 @@ from hare_assets.lib.lineage import (
     settings_snapshot,
 )
 from hare_assets.lib.mixture import build_mixture
-from hare_assets.lib.packing import PackedDataset, pack_documents
+from hare_assets.lib.packing import PackedDataset, pack_token_ids
 from hare_assets.lib.presets import get_preset
 from hare_assets.lib.profile import IntegrityConfig, Profile
 from hare_assets.lib.storage import TableStore
@@ -40,6 +47,7 @@ from hare_assets.lib.tokenizer import encoder
 if TYPE_CHECKING:
     from hare_assets.lib.training import TrainConfig
 
+TOKENS = "document_tokens"
 MIXTURE = "training_mixture"
 PACKED = "packed_sequences"
 CHECKPOINT = "checkpoint"
@@ -47,11 +55,28 @@ CLEAN_INPUTS_CHECK = "only_decontaminated_samples"
 BUDGET_CHECK = "token_budget_met"
 
 
+def d1_pool(tables: TableStore) -> pl.DataFrame:
+    """D1's decontaminated rows without their text, with each document's token count from `document_tokens`."""
+    blocks = tables.partitions(DECONTAMINATED["d1"])
+    missing = [b for b in blocks if tables.committed(TOKENS, b) is None]
+    if missing:
+        raise dg.Failure(f"{TOKENS} is not materialized for blocks {missing[:5]}{' …' if len(missing) > 5 else ''}; "
+                         "materialize those partitions first")
+    rows = tables.read(DECONTAMINATED["d1"], columns=["doc_id", "source", "shard", "row"])
+    d1 = rows.join(tables.read(TOKENS, columns=["doc_id", "tokens"]), on="doc_id", how="left")
+    stale = d1.filter(pl.col("tokens").is_null())
+    if stale.height:
+        raise dg.Failure(f"{stale.height} D1 documents have no tokens (e.g. {stale['doc_id'][0]}, shard {stale['shard'][0]}); "
+                         f"rematerialize {TOKENS} for their blocks")
+    return d1
+
+
 def pools(tables: TableStore, datasets: list[str], topics: list[str], tasks: list[str]) -> dict[str, pl.DataFrame]:
-    """The decontaminated rows of each dataset: D1 whole, D2 over the current topics, D3 over the profile's tasks."""
+    """The decontaminated rows of each dataset: D1 whole (token counts, no text), D2 over the current topics,
+    D3 over the profile's tasks (with text)."""
     out = {}
     if "d1" in datasets and tables.exists(DECONTAMINATED["d1"]):
-        d1 = tables.read(DECONTAMINATED["d1"])
+        d1 = d1_pool(tables)
         if tables.exists(ASSIGNMENTS):  # D1 documents carry their topic cluster into the manifest
             d1 = d1.join(tables.read(ASSIGNMENTS, columns=["doc_id", "topic"]), on="doc_id", how="left")
         out["d1"] = d1
@@ -63,15 +88,31 @@ def pools(tables: TableStore, datasets: list[str], topics: list[str], tasks: lis
     return out
 
 
-def with_text(samples: pl.DataFrame, pool: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """The mixture's samples (which hold no text) joined to their texts, in stream order."""
-    texts = pl.concat([p.select(pl.lit(d).alias("dataset"), "doc_id", "text") for d, p in pool.items()]).unique(["dataset", "doc_id"])
-    joined = samples.join(texts, on=["dataset", "doc_id"], how="left").sort("position")
-    missing = joined.filter(pl.col("text").is_null())
+def d1_texts(tables: TableStore, doc_ids: list[str]) -> pl.DataFrame:
+    """The text of these D1 documents only (a filtered read: the rest of D1 stays on disk)."""
+    return tables.read(DECONTAMINATED["d1"], columns=["doc_id", "text"], filters=[("doc_id", "in", doc_ids)])
+
+
+def token_stream(tables: TableStore, samples: pl.DataFrame, pool: dict[str, pl.DataFrame],
+                 tokenizer: str | None) -> Iterator[tuple[str, list[int]]]:
+    """The mixture's samples as (doc_id, token ids) in stream order: D1's ids from its token cache, D2 and D3
+    (small) tokenized here."""
+    wanted = samples.select("dataset", "doc_id").unique()
+    d1 = wanted.filter(pl.col("dataset") == "d1")["doc_id"].to_list()
+    parts = [tables.read(TOKENS, columns=["doc_id", "ids"], filters=[("doc_id", "in", d1)]).select(
+        pl.lit("d1").alias("dataset"), "doc_id", "ids")] if d1 else []
+    for dataset, rows in pool.items():
+        if dataset != "d1":
+            mine = rows.join(wanted.filter(pl.col("dataset") == dataset), on="doc_id", how="semi").unique("doc_id")
+            parts.append(pl.DataFrame({"dataset": dataset, "doc_id": mine["doc_id"], "ids": pl.Series(
+                encoder(tokenizer).encode(mine["text"].to_list()), dtype=pl.List(pl.UInt32))}))
+    joined = samples.select("position", "dataset", "doc_id").join(pl.concat(parts), on=["dataset", "doc_id"], how="left").sort("position")
+    missing = joined.filter(pl.col("ids").is_null())
     if missing.height:
         raise dg.Failure(f"{missing.height} mixture samples no longer exist in the decontaminated tables "
                          f"(e.g. {missing.row(0, named=True)['doc_id']}); rematerialize {MIXTURE}")
-    return joined
+    for chunk in joined.iter_slices(4096):
+        yield from zip(chunk["doc_id"].to_list(), chunk["ids"].to_list())
 
 
 def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics: dg.PartitionsDefinition,
@@ -81,10 +122,43 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
     source_weights = {s.name: s.weight for s in profile.sources}
 
     @dg.asset(
+        name=TOKENS,
+        partitions_def=BLOCKS,
+        deps=[DECONTAMINATED["d1"]],
+        group_name="mixture",
+        kinds={"parquet"},
+        code_version=model.tokenizer or "mistral",
+        check_specs=[accounting_spec(TOKENS)],
+        description=(
+            "One block of D1 tokenized once (the model's tokenizer): each document's token ids and its count with <s> "
+            "and </s>. Mixtures budget from the counts and packing gathers the ids, so neither tokenizes D1 again; a new "
+            "block tokenizes only itself."
+        ),
+    )
+    def document_tokens(context: dg.AssetExecutionContext, storage: HareStorage, engine: ShardEngine):
+        tables, block, source = storage.tables, context.partition_key, DECONTAMINATED["d1"]
+        fingerprint = encoder(model.tokenizer).fingerprint
+        jobs = block_jobs(tables, block, source, fingerprint)
+        work = partial(tokenize_part, tables, source, TOKENS, block, model.tokenizer, profile.ingest.batch_records)
+        run = run_stage(context, tables, TOKENS, [], jobs, work, engine.pool(profile.ingest.processes, WORKER_PRELOAD))
+        account = Account(rows_in=tables.num_rows(source, block), rows_out=tables.num_rows(TOKENS, block))
+        return dg.MaterializeResult(
+            metadata={
+                **account_metadata(account),
+                **shard_metadata(run),
+                "tokens": dg.MetadataValue.int(run.total("tokens")),
+                "tokenizer": dg.MetadataValue.text(fingerprint),
+                "path": dg.MetadataValue.path(tables.url(TOKENS, block)),
+            },
+            check_results=[accounting_result(TOKENS, account)],
+        )
+
+    @dg.asset(
         name=MIXTURE,
         partitions_def=STAGES,
         deps=[
             dg.AssetDep(DECONTAMINATED["d1"], partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(TOKENS, partition_mapping=dg.AllPartitionMapping()),
             CLUSTERS,
             dg.AssetDep(DECONTAMINATED["d2"], partition_mapping=dg.AllPartitionMapping()),
             dg.AssetDep(DECONTAMINATED["d3"], partition_mapping=dg.AllPartitionMapping()),
@@ -114,7 +188,8 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
         datasets = [d for d, w in cfg.datasets.items() if w > 0]
         pool = pools(tables, datasets, context.instance.get_dynamic_partitions(topics.name), tasks.get_partition_keys())
         try:
-            mixture = build_mixture(pool, cfg.tokens, cfg.datasets, source_weights, seed=mix.seed, max_repeats=mix.max_repeats)
+            mixture = build_mixture(pool, cfg.tokens, cfg.datasets, source_weights, seed=mix.seed, max_repeats=mix.max_repeats,
+                                    tokenizer=model.tokenizer)
         except ValueError as exc:
             raise dg.Failure(f"{stage}: {exc}") from exc
         for warning in mixture.warnings:
@@ -123,7 +198,13 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
         tables.write(f"{MIXTURE}__manifest", mixture.manifest(), stage)
         tables.write(f"{MIXTURE}__plan", mixture.plan_frame(), stage)
         tables.write(MIXTURE, samples, stage)
-        over = _rescan(tables, mixture.samples, profile.integrity)
+        selected = mixture.samples
+        if "d1" in pool:  # D1 came without text; the re-scan reads the selected documents' text only
+            texts = d1_texts(tables, selected.filter(pl.col("dataset") == "d1")["doc_id"].unique().to_list())
+            selected = selected.join(texts.select(pl.lit("d1").alias("dataset"), "doc_id", pl.col("text").alias("_d1")),
+                                     on=["dataset", "doc_id"], how="left").with_columns(
+                pl.coalesce("text", "_d1").alias("text")).drop("_d1")
+        over = _rescan(tables, selected, profile.integrity)
         per_dataset = (samples.group_by("dataset").agg(pl.col("tokens").sum(), pl.len().alias("samples"),
                                                        pl.col("doc_id").n_unique().alias("documents"))
                        .with_columns((pl.col("tokens") / pl.col("tokens").sum() * 100).round(2).alias("share_%")).sort("dataset"))
@@ -151,13 +232,13 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
     @dg.asset(
         name=PACKED,
         partitions_def=STAGES,
-        deps=[MIXTURE],
+        deps=[MIXTURE, dg.AssetDep(TOKENS, partition_mapping=dg.AllPartitionMapping())],
         group_name="mixture",
         kinds={"numpy", "parquet"},
         code_version=f"seq_len={seq_len};tokenizer={model.tokenizer or 'mistral'}",
         description=(
-            "The stage's samples tokenized (Mistral SentencePiece by default; `<s>` … `</s>` around each) and packed into "
-            "seq_len blocks with no padding, as memory-mapped uint16 token shards, with a block → (doc_id, token span) "
+            "The stage's samples as token ids (D1's from `document_tokens`; D2 and D3 tokenized here; Mistral SentencePiece "
+            "by default; `<s>` … `</s>` around each) packed into seq_len blocks with no padding, as memory-mapped uint16 token shards, with a block → (doc_id, token span) "
             "provenance index beside them."
         ),
     )
@@ -165,13 +246,12 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
         stage = context.partition_key
         tables = storage.tables
         samples = tables.read(MIXTURE, stage)
-        pool = pools(tables, samples["dataset"].unique().to_list(), context.instance.get_dynamic_partitions(topics.name),
-                     tasks.get_partition_keys())
-        stream = with_text(samples, pool)
+        pool = pools(tables, [d for d in samples["dataset"].unique().to_list() if d != "d1"],
+                     context.instance.get_dynamic_partitions(topics.name), tasks.get_partition_keys())
         out = storage.artifacts_dir / PACKED / stage
         with space_guard(out, needed=int(samples["tokens"].sum() + 2 * samples.height) * 2):  # uint16 ids, <s> and </s>
-            stats = pack_documents(zip(stream["doc_id"], stream["text"]), out, seq_len, tokenizer=model.tokenizer,
-                                   metadata={"stage": stage, "samples": stream.height})
+            stats = pack_token_ids(token_stream(tables, samples, pool, model.tokenizer), out, seq_len, tokenizer=model.tokenizer,
+                                   metadata={"stage": stage, "samples": samples.height})
         data = PackedDataset(out)
         if len(data) == 0:
             raise dg.Failure(f"{stage}: {stats.tokens + stats.dropped_tokens} tokens make no {seq_len}-token block; raise mixture.{stage}.tokens")
@@ -243,7 +323,7 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
             data_version=dg.DataVersion(ckpt_id),
         )
 
-    return [training_mixture, packed_sequences, checkpoint]
+    return [document_tokens, training_mixture, packed_sequences, checkpoint]
 
 
 def prune_runs(stage_dir: Path, stage: str, keep: int) -> list[Path]:

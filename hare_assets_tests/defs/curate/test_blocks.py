@@ -49,6 +49,26 @@ def _profile(tmp_path: Path, name: str, corpus: Path, block_bytes: int, extra: s
     return path
 
 
+# D1 through decontamination (the demo's benchmark), then tokens, a stage1 mixture and its pack.
+_THROUGH_PACKING = "integrity: {benchmarks: [demo_mc]}\nmixture: {stage1: {tokens: 20000, datasets: {d1: 1.0}}}\n"
+
+
+def _tokens_mixture_pack(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
+    """document_tokens for every block, then training_mixture and packed_sequences of stage1; their metadata."""
+    assets, resources = list(defs.assets), dict(defs.resources)
+    read = 0
+    for block in sorted(instance.get_dynamic_partitions("blocks")):
+        result = dg.materialize(assets, selection=["document_tokens"], partition_key=block, resources=resources, instance=instance)
+        assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+        read += result.get_asset_materialization_events()[0].materialization.metadata["shards_read"].value
+    result = dg.materialize(assets, selection=["training_mixture", "packed_sequences"], partition_key="stage1",
+                            resources=resources, instance=instance)
+    assert result.success
+    meta = {e.materialization.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    return {"tokens_shards_read": read, "mixture": meta["training_mixture"]["fingerprint"].value,
+            "pack": meta["packed_sequences"]["fingerprint"].value, "blocks": meta["packed_sequences"]["blocks"].value}
+
+
 def _kept(home: Path) -> set[tuple]:
     return set(TableStore(str(home)).read("deduplicated_documents", columns=["doc_id", "shard", "row"]).iter_rows())
 
@@ -67,19 +87,27 @@ def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_
             _write_shard(folder / f"part-{i}.jsonl", texts)
 
     block_bytes = 2 * (everything / "part-0.jsonl").stat().st_size  # two shards a block
-    scratch = build_definitions(load_profile(_profile(tmp_path, "all", everything, block_bytes)), home=str(tmp_path / "h-all"))
-    materialize_d1(scratch, dg.DagsterInstance.ephemeral())
+    scratch = build_definitions(load_profile(_profile(tmp_path, "all", everything, block_bytes, _THROUGH_PACKING)),
+                                home=str(tmp_path / "h-all"))
+    scratch_instance = dg.DagsterInstance.ephemeral()
+    materialize_d1(scratch, scratch_instance, decontaminate=True)
+    from_scratch = _tokens_mixture_pack(scratch, scratch_instance)
 
-    defs = build_definitions(load_profile(_profile(tmp_path, "growing", growing, block_bytes)), home=str(tmp_path / "h-grow"))
+    defs = build_definitions(load_profile(_profile(tmp_path, "growing", growing, block_bytes, _THROUGH_PACKING)),
+                             home=str(tmp_path / "h-grow"))
     instance = dg.DagsterInstance.ephemeral()
-    materialize_d1(defs, instance)
+    materialize_d1(defs, instance, decontaminate=True)
+    assert _tokens_mixture_pack(defs, instance)["tokens_shards_read"] == 5
     blocks = sorted(instance.get_dynamic_partitions("blocks"))
     assert len(blocks) >= 3
     before = {p: p.read_bytes() for p in sorted((tmp_path / "h-grow").glob("*/web-0000*/**/*")) if p.is_file()}
     kept_before = _kept(tmp_path / "h-grow")
 
     _write_shard(growing / "part-5.jsonl", shards[5])
-    materialize_d1(defs, instance)
+    materialize_d1(defs, instance, decontaminate=True)
+    incremental = _tokens_mixture_pack(defs, instance)
+    # the new block alone was tokenized; the mixture and the pack equal those built from scratch
+    assert incremental == {**from_scratch, "tokens_shards_read": 1} and incremental["blocks"] > 0
     assert sorted(instance.get_dynamic_partitions("blocks")) == [*blocks, f"web-{len(blocks):05d}"]
     after = {p: p.read_bytes() for p in before}
     assert after == before  # every file of the earlier blocks, data and receipts, byte for byte
