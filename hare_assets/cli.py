@@ -296,10 +296,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """What changed between two evaluated checkpoints: scores, and the data and settings behind them."""
-    from hare_assets.lib.lineage import diff, render_diff
+    from hare_assets.lib.lineage import continued_from, diff, render_diff
     from hare_assets.lib.storage import TableStore
 
-    result = diff(TableStore(hare_home()), args.a, args.b)
+    tables = TableStore(hare_home())
+    a, b = (args.a, args.b) if args.b else (continued_from(tables, args.a), args.a)
+    result = diff(tables, a, b)
+    if not args.b and not args.json:
+        print(f"{result['b']['checkpoint_id']} continued {result['a']['checkpoint_id']} on new data; what changed:")
     print(json.dumps(result, default=str, ensure_ascii=False) if args.json else render_diff(result))
     return 0
 
@@ -365,9 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_explain)
 
-    df = sub.add_parser("diff", help="compare two checkpoints: score deltas and what changed in the data behind them")
+    df = sub.add_parser("diff", help="compare two checkpoints: score deltas and what changed in the data behind them; "
+                                     "one checkpoint that continued another (training.on_new_data: continue): the data it added")
     df.add_argument("a", help="checkpoint id (or prefix), stage name (newest) or stage~N (N before the newest)")
-    df.add_argument("b")
+    df.add_argument("b", nargs="?", help="the other checkpoint; left out: the one `a` continued from")
     df.add_argument("--json", action="store_true")
     df.set_defaults(func=cmd_diff)
 

@@ -91,7 +91,14 @@ def test_gpu_steps_share_the_pool_and_wait_for_the_schedule():
     weekly = dg.AutomationCondition.on_cron(WEEKLY)
     for name in ("checkpoint", "benchmark_scores", "leakage_report"):
         node = graph.get(dg.AssetKey(name))
-        assert node.pools == {"gpu"} and node.automation_condition == weekly, name
+        assert node.pools == {"gpu"}, name
+        # training.on_new_data defaults to hold: the schedule scores and checks what exists, never retrains
+        assert node.automation_condition == (None if name == "checkpoint" else weekly), name
+    for policy in ("continue", "restart"):
+        profile = load_profile("demo")
+        profile = profile.model_copy(update={"training": profile.training.model_copy(update={"on_new_data": policy})})
+        node = build_definitions(profile).resolve_asset_graph().get(dg.AssetKey("checkpoint"))
+        assert node.automation_condition == weekly, policy
     assert graph.get(dg.AssetKey("deduplicated_documents")).automation_condition == dg.AutomationCondition.eager()
     assert graph.get(dg.AssetKey("raw_documents")).automation_condition is None
 

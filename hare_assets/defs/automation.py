@@ -43,18 +43,19 @@ ON_SCHEDULE = (
 )  # fmt: skip
 
 
-def condition_for(asset: str) -> dg.AutomationCondition | None:
+def condition_for(asset: str, on_new_data: str = "hold") -> dg.AutomationCondition | None:
+    """`on_new_data` (training.on_new_data): under `hold` the schedule never retrains a checkpoint."""
     if asset in EAGER:
         return dg.AutomationCondition.eager()
-    if asset in ON_SCHEDULE:
+    if asset in ON_SCHEDULE and not (asset == "checkpoint" and on_new_data == "hold"):
         return dg.AutomationCondition.on_cron(WEEKLY)
-    return None  # manifest and the block stages: the sensor and the schedule request them
+    return None  # manifest and the block stages: the sensor and the schedule request them; a held checkpoint: you
 
 
-def with_automation(assets: Iterable[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+def with_automation(assets: Iterable[dg.AssetsDefinition], on_new_data: str = "hold") -> list[dg.AssetsDefinition]:
     """The graph's assets with the conditions above (one policy, applied in one place)."""
     def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
-        condition = condition_for(spec.key.to_user_string())
+        condition = condition_for(spec.key.to_user_string(), on_new_data)
         return spec.replace_attributes(automation_condition=condition) if condition else spec
 
     return list(dg.map_asset_specs(apply, list(assets)))

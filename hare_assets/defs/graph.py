@@ -64,7 +64,7 @@ def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitio
         *build_model_assets(profile, tasks, TOPICS),
         *build_score_assets(profile, benchmarks),
         *build_leakage_assets(profile, benchmarks, gpu=generator.uses_gpu),
-    ])
+    ], profile.training.on_new_data)
     job = dg.define_asset_job
     select = dg.AssetSelection.assets
     jobs = [

@@ -310,6 +310,17 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def continued_from(tables: TableStore, ref: str) -> str:
+    """The checkpoint `ref` continued on new data (training.on_new_data: continue): its parent of the same stage."""
+    ckpt = resolve(tables, ref)
+    parent = ckpt["init_from"] and resolve(tables, ckpt["init_from"])
+    if not parent or parent["stage"] != ckpt["stage"]:
+        raise LineageError(f"{ckpt['checkpoint_id']} did not continue a {ckpt['stage']} checkpoint "
+                           f"({'it started from ' + ckpt['init_from'] if ckpt['init_from'] else 'it started from scratch'}); "
+                           "name two checkpoints: hare diff A B")
+    return parent["checkpoint_id"]
+
+
 def diff(tables: TableStore, ref_a: str, ref_b: str) -> dict:
     """What changed from checkpoint a to b: scores, data behind them, settings."""
     a, b = resolve(tables, ref_a), resolve(tables, ref_b)

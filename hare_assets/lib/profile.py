@@ -436,6 +436,10 @@ class TrainingConfig(_Strict):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False
     num_threads: int | None = None
+    on_new_data: Literal["hold", "continue", "restart"] = Field(
+        "hold", description="what a changed pack (new shards, a new mixture) does to a stage's checkpoint. hold: nothing "
+                            "until you materialize it (the weekly schedule does not retrain); continue: train the stage's "
+                            "newest checkpoint further on the new pack; restart: train the stage anew (stage2 from stage1)")
     keep_checkpoints: int = Field(
         2, ge=1, description="weights (and resumable state) of the newest N checkpoints per stage stay on disk; "
                              "older ones keep their records, manifests and scores")

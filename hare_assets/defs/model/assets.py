@@ -288,13 +288,23 @@ def build_model_assets(profile: Profile, tasks: dg.PartitionsDefinition, topics:
         tables = storage.tables
         root = storage.artifacts_dir
         init_from, parent_id = None, None
-        if stage == "stage2":
+        previous = latest_checkpoint(tables, stage)
+        pack_fingerprint = PackedDataset(root / PACKED / stage).fingerprint()
+        if (profile.training.on_new_data == "continue" and previous is not None
+                and previous["data_fingerprint"] != pack_fingerprint):
+            if Path(previous["path"]).is_dir():  # its weights, on the new pack
+                init_from, parent_id = previous["path"], previous["checkpoint_id"]
+                context.log.info(f"{stage}: new data; continuing {previous['checkpoint_id']} (training.on_new_data: continue)")
+            else:
+                context.log.warning(f"{stage}: {previous['checkpoint_id']}'s weights were pruned (training.keep_checkpoints); "
+                                    "training the stage anew")
+        if init_from is None and stage == "stage2":
             parent = latest_checkpoint(tables, "stage1")
             if parent is None:
                 raise dg.Failure("stage2 continues stage1: materialize checkpoint[stage1] first")
             init_from, parent_id = parent["path"], parent["checkpoint_id"]
         config = train_config(profile, stage, root, init_from)
-        ckpt_id = checkpoint_id(stage, config, PackedDataset(config.data).fingerprint(), parent_id)
+        ckpt_id = checkpoint_id(stage, config, pack_fingerprint, parent_id)
         config.run_id = ckpt_id
         # the id covers config, data and parent: the same id resumes its own state, another id starts its own folder
         run_dir = root / CHECKPOINT / stage / ckpt_id

@@ -16,7 +16,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hare_assets.cli import main
 from hare_assets.defs.graph import build_definitions
+from hare_assets.lib.lineage import checkpoints
 from hare_assets.lib.paths import DEMO_DIR
 from hare_assets.lib.profile import load_profile
 from hare_assets.lib.shards import safe_name
@@ -51,6 +53,16 @@ def _profile(tmp_path: Path, name: str, corpus: Path, block_bytes: int, extra: s
 
 # D1 through decontamination (the demo's benchmark), then tokens, a stage1 mixture and its pack.
 _THROUGH_PACKING = "integrity: {benchmarks: [demo_mc]}\nmixture: {stage1: {tokens: 20000, datasets: {d1: 1.0}}}\n"
+# ... and a checkpoint that new data continues (a few steps of the smallest model)
+_CONTINUED = ("model: {preset: micro}\ntraining: {on_new_data: continue, "
+              "stage1: {max_steps: 2, micro_batch_size: 2, warmup_steps: 1, save_every: 0, log_every: 1}}\n")
+
+
+def _checkpoint(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
+    result = dg.materialize(list(defs.assets), selection=["checkpoint"], partition_key="stage1", resources=dict(defs.resources),
+                            instance=instance)
+    assert result.success
+    return {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
 
 
 def _tokens_mixture_pack(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
@@ -73,7 +85,10 @@ def _kept(home: Path) -> set[tuple]:
     return set(TableStore(str(home)).read("deduplicated_documents", columns=["doc_id", "shard", "row"]).iter_rows())
 
 
-def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_alone(tmp_path, materialize_d1):
+def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_alone(tmp_path, materialize_d1, monkeypatch,
+                                                                                     capsys):
+    """Also: the new shard's block alone is tokenized, the mixture and pack equal those from scratch, and the stage's
+    checkpoint continues on them (training.on_new_data: continue), `hare diff` naming the shard it added."""
     rng = random.Random(11)
     shards = [[_document(rng) for _ in range(12)] for _ in range(6)]
     for i in range(1, 6):  # each shard repeats some of the shards before it, exactly and nearly
@@ -87,17 +102,18 @@ def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_
             _write_shard(folder / f"part-{i}.jsonl", texts)
 
     block_bytes = 2 * (everything / "part-0.jsonl").stat().st_size  # two shards a block
-    scratch = build_definitions(load_profile(_profile(tmp_path, "all", everything, block_bytes, _THROUGH_PACKING)),
+    scratch = build_definitions(load_profile(_profile(tmp_path, "all", everything, block_bytes, _THROUGH_PACKING + _CONTINUED)),
                                 home=str(tmp_path / "h-all"))
     scratch_instance = dg.DagsterInstance.ephemeral()
     materialize_d1(scratch, scratch_instance, decontaminate=True)
     from_scratch = _tokens_mixture_pack(scratch, scratch_instance)
 
-    defs = build_definitions(load_profile(_profile(tmp_path, "growing", growing, block_bytes, _THROUGH_PACKING)),
+    defs = build_definitions(load_profile(_profile(tmp_path, "growing", growing, block_bytes, _THROUGH_PACKING + _CONTINUED)),
                              home=str(tmp_path / "h-grow"))
     instance = dg.DagsterInstance.ephemeral()
     materialize_d1(defs, instance, decontaminate=True)
     assert _tokens_mixture_pack(defs, instance)["tokens_shards_read"] == 5
+    first = _checkpoint(defs, instance)["checkpoint_id"]
     blocks = sorted(instance.get_dynamic_partitions("blocks"))
     assert len(blocks) >= 3
     before = {p: p.read_bytes() for p in sorted((tmp_path / "h-grow").glob("*/web-0000*/**/*")) if p.is_file()}
@@ -108,6 +124,14 @@ def test_one_more_shard_equals_all_shards_from_scratch_and_leaves_earlier_files_
     incremental = _tokens_mixture_pack(defs, instance)
     # the new block alone was tokenized; the mixture and the pack equal those built from scratch
     assert incremental == {**from_scratch, "tokens_shards_read": 1} and incremental["blocks"] > 0
+    continued = _checkpoint(defs, instance)["checkpoint_id"]
+    record = checkpoints(TableStore(str(tmp_path / "h-grow"))).filter(pl.col("checkpoint_id") == continued).row(0, named=True)
+    assert continued != first and record["init_from"] == first
+    monkeypatch.setenv("HARE_HOME", str(tmp_path / "h-grow"))
+    assert main(["diff", "stage1", "--json"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert (added["a"]["checkpoint_id"], added["b"]["checkpoint_id"]) == (first, continued)
+    assert added["shards_added"] == ["web/part-5.jsonl"] and added["shards_removed"] == []
     assert sorted(instance.get_dynamic_partitions("blocks")) == [*blocks, f"web-{len(blocks):05d}"]
     after = {p: p.read_bytes() for p in before}
     assert after == before  # every file of the earlier blocks, data and receipts, byte for byte
