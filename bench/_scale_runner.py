@@ -1,12 +1,14 @@
 """This project's side of bench/scale.py; runs in .venv. D1 through the real Dagster assets, block by block.
 
-    python bench/_scale_runner.py PROFILE HOME RESULT_JSON
+    python bench/_scale_runner.py PROFILE HOME RESULT_JSON [d1|packed]
 
 Materializes shard_manifest, then per block raw_documents + clean_documents + minhash_signatures,
 then duplicate_decisions and the demo benchmark's n-gram index, then per block deduplicated_documents
 + decontaminated_documents, in one process with an in-memory Dagster instance (the block stages
 start their own worker pools). A second call on the same HOME with more shards is the incremental
-case: finished blocks are skipped shard by shard. Writes timings and the decisions to RESULT_JSON.
+case: finished blocks are skipped shard by shard. With `packed`, every stage up to packed_sequences of
+stage1 follows: tokens per block, embeddings, topics, the mixture and its pack. Writes timings and the
+decisions to RESULT_JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hare_assets.lib.storage import TableStore
 
 def main() -> None:
     profile_path, home, result_path = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    through = sys.argv[4] if len(sys.argv) > 4 else "d1"
     profile = load_profile(profile_path)
     defs = build_definitions(profile, home=home)
     assets, resources = list(defs.assets), dict(defs.resources)
@@ -51,6 +54,15 @@ def main() -> None:
     materialize("decide", ["duplicate_decisions", "benchmark_ngram_index"])
     for block in blocks:
         materialize("dedup_decontaminate", ["deduplicated_documents", "decontaminated_documents"], block)
+    packed = {}
+    if through == "packed":
+        for block in blocks:
+            materialize("tokens", ["document_tokens"], block)
+        materialize("embeddings", ["document_embeddings"])
+        materialize("topics", ["topic_clusters"])
+        result = materialize("mixture_pack", ["training_mixture", "packed_sequences"], "stage1")
+        packed = {e.materialization.asset_key.to_user_string(): e.materialization.metadata["fingerprint"].value
+                  for e in result.get_asset_materialization_events()}
     timings["total"] = time.perf_counter() - started
 
     store = TableStore(home)
@@ -59,6 +71,7 @@ def main() -> None:
     result = {
         "timings": timings,
         "blocks": blocks,
+        "fingerprints": packed,
         "raw_rows": store.num_rows("raw_documents"),
         "clean_rows": store.num_rows("clean_documents"),
         "kept_rows": store.num_rows("decontaminated_documents"),
