@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packed-mb", type=int, default=0,
                         help="a corpus of this size through every stage up to packed_sequences, then --packed-increment-mb "
                              "more: the added block's cost against building those stages from scratch (0: skip)")
-    parser.add_argument("--packed-increment-mb", type=int, default=50)
+    parser.add_argument("--packed-increment-mb", type=float, default=50)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--shard-mb", type=float, default=16)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("HARE_REAL_DATA") or BENCH_DIR.parent.parent / "shared" / "data"))
