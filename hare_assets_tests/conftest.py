@@ -54,3 +54,32 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# Session fixtures that take minutes to build. `make test` spreads the suite over every core (pytest-xdist);
+# the modules whose tests use one of them go to a single worker, so each is built once, and every other test is
+# scheduled on its own. (xdist's own `--dist loadgroup` does not group under pytest 9.2: it rewrites a node id
+# attribute that pytest no longer reads.)
+SHARED_FIXTURES = {"demo_run", "corpora", "ray_cluster"}
+SHARED_MODULES = (
+    "hare_assets_tests/test_demo.py", "hare_assets_tests/test_recovery.py", "hare_assets_tests/lib/test_shard_pools.py",
+    "hare_assets_tests/defs/curate/test_ray_engine.py", "hare_assets_tests/defs/curate/test_real_corpora.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses a shared fixture outside SHARED_MODULES would build it again on another worker."""
+    stray = [i.nodeid for i in items if SHARED_FIXTURES & set(getattr(i, "fixturenames", ()))
+             and not i.nodeid.startswith(SHARED_MODULES)]
+    if stray:
+        raise pytest.UsageError(f"add these tests' modules to SHARED_MODULES in conftest.py: {stray}")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixturesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "shared" if nodeid.startswith(SHARED_MODULES) else nodeid
+
+    return SharedFixturesTogether(config, log)
