@@ -230,11 +230,11 @@ def embed_part(tables: TableStore, source_table: str, table: str, block: str, em
     with tables.part_writer(table, block, job.part, schemas.EMBEDDINGS) as out:
         for frame in iter_part(tables, source_table, block, job.part, columns=["doc_id", "text"], batch=batch):
             rows_in += frame.height
-            todo = [i for i, d in enumerate(frame["doc_id"].to_list()) if d not in cached]
-            fresh = embed(frame["text"].gather(todo).to_list()) if todo else np.zeros((0, 0), dtype=np.float32)
             vectors = [cached.get(d) for d in frame["doc_id"].to_list()]
-            for i, vector in zip(todo, fresh.tolist(), strict=True):
-                vectors[i] = vector
+            todo = [i for i, v in enumerate(vectors) if v is None]
+            if todo:
+                for i, vector in zip(todo, embed(frame["text"].gather(todo).to_list()).tolist(), strict=True):
+                    vectors[i] = vector
             embedded += len(todo)
             out.write(pl.DataFrame({"doc_id": frame["doc_id"], "model": model_id,
                                     "embedding": pl.Series(vectors, dtype=pl.List(pl.Float32))}))

@@ -18,7 +18,7 @@ from hare_assets.defs.metadata import frame_markdown, png_markdown
 from hare_assets.defs.resources import HareStorage
 from hare_assets.lib import schemas
 from hare_assets.lib.accounting import Account
-from hare_assets.lib.blocks import embed_part, stage_fingerprint
+from hare_assets.lib.blocks import embed_part, iter_part, stage_fingerprint
 from hare_assets.lib.embed import Embedder, embedding_key
 from hare_assets.lib.profile import Profile
 from hare_assets.lib.shard_pools import LocalPool
@@ -42,6 +42,15 @@ TOPIC_DOCUMENTS = "topic_documents"
 SYNTHETIC = "synthetic_documents"
 # Every table partitioned by topic (the assets downstream of the `topics` partitions), archived with a vanished topic.
 TOPIC_TABLES = (TOPIC_DOCUMENTS, SYNTHETIC, "decontaminated_synthetic")
+
+
+def _dimensions(tables: TableStore, blocks: list[str]) -> int:
+    """The vectors' length, from the first stored row (one row group read, not a whole block)."""
+    for block in blocks:
+        for part in tables.committed(EMBEDDINGS, block)["parts"]:
+            for frame in iter_part(tables, EMBEDDINGS, block, part, columns=["embedding"], batch=1):
+                return len(frame["embedding"][0])
+    return 0
 
 
 class ClusterConfig(dg.Config):
@@ -111,7 +120,7 @@ def build_topic_assets(profile: Profile) -> list[dg.AssetsDefinition]:
             metadata={
                 **account_metadata(account),
                 "model": dg.MetadataValue.text(model_id),
-                "dimensions": dg.MetadataValue.int(len(tables.read(EMBEDDINGS, blocks[0])["embedding"][0]) if account.rows_out else 0),
+                "dimensions": dg.MetadataValue.int(_dimensions(tables, blocks)),
                 "blocks": dg.MetadataValue.int(len(blocks)),
                 "shards_read": dg.MetadataValue.int(sum(len(r.read) for r in runs.values())),
                 "shards_skipped": dg.MetadataValue.int(sum(len(r.skipped) for r in runs.values())),
