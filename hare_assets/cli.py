@@ -323,6 +323,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 1 if report["documents_flagged"] else 0
 
 
+def cmd_model(args: argparse.Namespace) -> int:
+    from hare_assets.lib.generation.models import local_weights
+    from hare_assets.lib.paths import models_dir
+
+    print(local_weights(args.model, models_dir(), lambda line: print(f"hare: {line}", file=sys.stderr)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hare", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -375,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     df.add_argument("b", nargs="?", help="the other checkpoint; left out: the one `a` continued from")
     df.add_argument("--json", action="store_true")
     df.set_defaults(func=cmd_diff)
+
+    mo = sub.add_parser("model", help="prepare a model for the local generator and print the directory it loads from "
+                                      "(a GGUF or a packaged model such as smollm2-135m-instruct is converted once)")
+    mo.add_argument("model", help="a packaged model's name, a .gguf file, an HF directory or a hub id")
+    mo.set_defaults(func=cmd_model)
 
     sc = sub.add_parser("scan", help="scan files or folders for benchmark leakage (exit 1 when contamination reaches the rule)")
     sc.add_argument("paths", nargs="+")

@@ -10,6 +10,10 @@ from hare_assets.cli import main
 from hare_assets.lib.paths import PROJECT_ROOT
 from hare_assets.lib.storage import TableStore
 
+# Tests give each run its own HARE_CACHE; converted models (the packaged SmolLM2, about 40 s to convert) are shared
+# by every test and xdist worker instead: where `make setup` put them, or where the first test to need one does.
+os.environ.setdefault("HARE_MODELS", str(PROJECT_ROOT / ".hare" / "cache" / "models"))
+
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:

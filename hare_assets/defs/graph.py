@@ -38,7 +38,7 @@ HITS_JOB = "contamination_report"
 def generator_resource(profile: Profile) -> GeneratorResource:
     g = profile.generator
     return GeneratorResource(
-        backend=g.backend, model=g.model, base_url=g.base_url, device=g.device,
+        backend=g.backend, model=g.model, base_url=g.base_url, device=g.device, dtype=g.dtype,
         api_key=dg.EnvVar(g.api_key_env) if g.api_key_env else None,
         timeout=g.timeout, max_concurrency=g.max_concurrency, max_retries=g.max_retries, batch_size=g.batch_size,
         cache_path=str(cache_dir() / "generation.sqlite"),

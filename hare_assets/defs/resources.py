@@ -58,7 +58,8 @@ class ShardEngine(dg.ConfigurableResource):
 class GeneratorResource(dg.ConfigurableResource):
     """The LLM behind D2/D3 and the benchmark paraphrases: `offline` (deterministic, extractive, no
     model), `openai` (any OpenAI-compatible server such as `vllm serve`), `transformers` (a local
-    model directory) or `vllm` (offline batches on a GPU). Replies are cached in SQLite by
+    model directory, a hub id, a GGUF, or a packaged model such as `smollm2-135m-instruct`) or `vllm`
+    (offline batches on a GPU). Replies are cached in SQLite by
     (backend, model, prompt, sampling), so an interrupted partition resumes without regenerating."""
 
     backend: str = "offline"
@@ -66,6 +67,7 @@ class GeneratorResource(dg.ConfigurableResource):
     base_url: str | None = None
     api_key: str | None = Field(default=None, description="set from an environment variable with dg.EnvVar; never logged")
     device: str | None = None
+    dtype: str = "auto"
     timeout: float = 120.0
     max_concurrency: int = 8
     max_retries: int = 4
@@ -81,7 +83,7 @@ class GeneratorResource(dg.ConfigurableResource):
         if self.backend == "openai":
             settings.update(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout)
         elif self.backend == "transformers":
-            settings.update(device=self.device)
+            settings.update(device=self.device, dtype=self.dtype, log=log)
         backend = build_backend(self.backend, **settings)
         return Generator(
             backend,

@@ -24,6 +24,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARE_CACHE") or PROJECT_ROOT / ".hare" / "cache")
 
 
+def models_dir() -> Path:
+    """Model weights converted for local backends (a GGUF dequantized once): `HARE_MODELS`, default
+    `<HARE_CACHE>/models`."""
+    return Path(os.environ.get("HARE_MODELS") or cache_dir() / "models")
+
+
 def artifacts_dir(home: str | None = None) -> Path:
     """Local files that are not tables: packed token shards and checkpoints. `HARE_ARTIFACTS`, else
     `<HARE_HOME>/_artifacts` when the home is a local path, else `.hare/artifacts` in the checkout

@@ -234,10 +234,19 @@ class TopicsConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    max_tokens: int = 1024
-    temperature: float = 0.8
-    top_p: float = 0.95
+    """Sampling for every request of the generator; a stage may lower `max_tokens` for its own requests."""
+
+    max_tokens: int = Field(1024, ge=1)
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0, description="1.0: none; small instruct models loop less at 1.1-1.2")
     seed: int | None = 0
+
+    def request_fields(self, max_tokens: int | None = None) -> dict[str, Any]:
+        """The GenerationRequest fields these settings fill; `max_tokens` caps the profile's."""
+        cap = self.max_tokens if max_tokens is None else min(self.max_tokens, max_tokens)
+        return {"max_tokens": cap, "temperature": self.temperature, "top_p": self.top_p,
+                "repetition_penalty": self.repetition_penalty, "seed": self.seed}
 
 
 class GeneratorConfig(_Strict):
@@ -248,10 +257,12 @@ class GeneratorConfig(_Strict):
     base_url: str | None = None
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
     device: str | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="local backends; auto: bf16 where native (CUDA, or a CPU with AMX / AVX-512 BF16), else fp32")
     max_concurrency: int = 8
     max_retries: int = 4
     timeout: float = 120.0
-    batch_size: int = 32
+    batch_size: int = Field(32, ge=1, description="requests per batch for local backends, grouped by prompt length")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
     @model_validator(mode="after")
@@ -326,6 +337,7 @@ class LeakageConfig(_Strict):
     accuracy and perplexity of a checkpoint on originals vs paraphrases."""
 
     items_per_benchmark: int = Field(200, ge=1)
+    max_tokens: int = Field(256, ge=1, description="cap on a paraphrase's tokens (an item is a few sentences)")
     n: int = Field(5, ge=1)
     starts: int = Field(5, ge=1)
     prompt_version: str = "v1"

@@ -91,8 +91,7 @@ def synthesize_topic(
         extract = snippet(seed["text"], cfg.seed_words)
         requests.append(GenerationRequest(
             prompt=template.render(seed=extract, topic=", ".join(keywords[:6]) or topic),
-            system=template.system, max_tokens=sampling.max_tokens, temperature=sampling.temperature,
-            top_p=sampling.top_p, seed=sampling.seed, task=style, seed_text=seed["text"],
+            system=template.system, **sampling.request_fields(cfg.max_tokens), task=style, seed_text=seed["text"],
             meta={"seed_doc_id": seed["doc_id"], "style": style},
         ))
         prompts.append(template.id)
@@ -129,8 +128,8 @@ def restruct_tasks(kind: str, seeds: pl.DataFrame, profile: Profile, generator: 
         passage = snippet(seed["text"], 180)
         passages.append(passage)
         requests.append(GenerationRequest(
-            prompt=template.render(seed=passage), system=template.system, max_tokens=min(sampling.max_tokens, cfg.max_tokens),
-            temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed, task=kind, seed_text=passage,
+            prompt=template.render(seed=passage), system=template.system, **sampling.request_fields(cfg.max_tokens), task=kind,
+            seed_text=passage,
             meta={"seed_doc_id": seed["doc_id"], "topic": seed["topic"]},
         ))
     results = generator.generate(requests)

@@ -48,9 +48,8 @@ def build_leakage_assets(profile: Profile, benchmarks: dg.StaticPartitionsDefini
         items = items_from_frame(picked)
         template = load_template("leakage", "paraphrase", cfg.prompt_version)
         texts = [gold_text(it) for it in items]
-        requests = [GenerationRequest(prompt=template.render(seed=t), system=template.system, max_tokens=sampling.max_tokens,
-                                      temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                                      task="paraphrase", seed_text=t) for t in texts]
+        requests = [GenerationRequest(prompt=template.render(seed=t), system=template.system,
+                                      **sampling.request_fields(cfg.max_tokens), task="paraphrase", seed_text=t) for t in texts]
         gen = generator.generator(context.log.info)
         results = gen.generate(requests)
         kept, removed, quarantine = [], [], []

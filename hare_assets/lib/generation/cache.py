@@ -44,6 +44,8 @@ def cache_key(kind: str, model: str, request: GenerationRequest, extra: dict[str
         "top_p": float(request.top_p),
         "seed": None if request.seed is None else int(request.seed),
     }
+    if request.repetition_penalty != 1.0:  # only when set, so replies cached before it existed keep their keys
+        payload["repetition_penalty"] = float(request.repetition_penalty)
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

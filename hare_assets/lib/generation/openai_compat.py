@@ -76,6 +76,8 @@ class OpenAICompatBackend(Backend):
         }
         if request.seed is not None:
             body["seed"] = int(request.seed)
+        if request.repetition_penalty != 1.0:  # not OpenAI's API, but vLLM, TGI and llama.cpp servers take it
+            body["repetition_penalty"] = float(request.repetition_penalty)
         return body
 
     def generate_one(self, request: GenerationRequest) -> Completion:

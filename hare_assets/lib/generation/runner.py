@@ -2,7 +2,7 @@
 
 Request-based backends (an OpenAI-compatible server) get one request per call from a pool of
 `max_concurrency` threads; batch backends (transformers, vLLM, offline) get `batch_size`
-requests per call; a batch backend may return an error in place of one request's completion,
+requests of similar prompt length per call; a batch backend may return an error in place of one request's completion,
 and a batch that fails as a whole (after its retries) is tried one request at a time, so one
 bad request cannot sink its neighbours. Each reply is written to the cache by the thread
 that received it, before anything else happens, so interrupting a run (Ctrl-C, a killed
@@ -166,6 +166,8 @@ class Generator:
 
     def _run_batches(self, requests, keys, todo, record) -> None:
         stop = threading.Event()
+        # similar prompt lengths share a batch, so little of a left-padded batch is padding
+        todo = sorted(todo, key=lambda i: len(requests[i].prompt) + len(requests[i].system or ""))
         for start in range(0, len(todo), self.batch_size):
             idx = todo[start : start + self.batch_size]
             batch = [requests[i] for i in idx]

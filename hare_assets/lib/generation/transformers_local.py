@@ -1,4 +1,5 @@
-"""A local Hugging Face causal LM (a directory or a hub id when a hub is reachable), on CPU or GPU.
+"""A local Hugging Face causal LM (a directory, a hub id when a hub is reachable, a GGUF file or a packaged
+model's short name: see `models`), on CPU or GPU, in bf16 where that is native and fp32 elsewhere.
 
 Requests are grouped by sampling settings and generated in left-padded batches (a decoder
 continues from the right edge of each row, so padding goes on the left). Prompts are built by
@@ -10,11 +11,14 @@ and leaves the process's global torch RNG untouched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from hare_assets.lib.generation.models import local_weights, torch_dtype
 from hare_assets.lib.generation.prompting import prompt_ids
 from hare_assets.lib.generation.types import Backend, Completion, GenerationRequest, TransientError
+from hare_assets.lib.paths import models_dir as default_models_dir
 
 
 class TransformersBackend(Backend):
@@ -29,17 +33,19 @@ class TransformersBackend(Backend):
         model_id: str | None = None,
         trust_remote_code: bool = False,
         max_input_tokens: int | None = None,
+        models_dir: str | None = None,
+        log: Callable[[str], None] = print,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.path = str(model)
-        self.model = model_id or self.path
+        self.model = model_id or str(model)
+        self.path = local_weights(str(model), Path(models_dir) if models_dir else default_models_dir(), log)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.max_input_tokens = max_input_tokens
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
-        torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-        self.lm = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        self.dtype = torch_dtype(dtype, self.device)
+        self.lm = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype, trust_remote_code=trust_remote_code)
         self.lm.to(self.device).eval()
         tok = self.tokenizer
         self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else self.lm.config.eos_token_id
@@ -55,14 +61,16 @@ class TransformersBackend(Backend):
         out: list[Completion | None] = [None] * len(requests)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((int(r.max_tokens), float(r.temperature), float(r.top_p), r.seed), []).append(i)
-        for (max_tokens, temperature, top_p, seed), idx in groups.items():
-            completions = self._generate([self.prompt_ids(requests[i]) for i in idx], max_tokens, temperature, top_p, seed)
+            key = (int(r.max_tokens), float(r.temperature), float(r.top_p), float(r.repetition_penalty), r.seed)
+            groups.setdefault(key, []).append(i)
+        for (max_tokens, temperature, top_p, penalty, seed), idx in groups.items():
+            completions = self._generate([self.prompt_ids(requests[i]) for i in idx], max_tokens, temperature, top_p, penalty, seed)
             for i, c in zip(idx, completions):
                 out[i] = c
         return out  # type: ignore[return-value]
 
-    def _generate(self, prompts: list[list[int]], max_tokens: int, temperature: float, top_p: float, seed: int | None) -> list[Completion]:
+    def _generate(self, prompts: list[list[int]], max_tokens: int, temperature: float, top_p: float, penalty: float,
+                  seed: int | None) -> list[Completion]:
         import torch
 
         width = max(len(p) for p in prompts)
@@ -74,6 +82,8 @@ class TransformersBackend(Backend):
         sampling: dict[str, Any] = {"do_sample": temperature > 0}
         if temperature > 0:
             sampling.update(temperature=temperature, top_p=top_p, top_k=0)
+        if penalty != 1.0:
+            sampling["repetition_penalty"] = penalty
         devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
         try:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
@@ -109,4 +119,4 @@ class TransformersBackend(Backend):
             pass
 
     def __repr__(self) -> str:
-        return f"TransformersBackend(model={self.model!r}, device={self.device!r})"
+        return f"TransformersBackend(model={self.model!r}, device={self.device!r}, dtype={self.dtype})"

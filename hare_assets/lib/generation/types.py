@@ -23,6 +23,7 @@ class GenerationRequest:
     max_tokens: int = 1024
     temperature: float = 0.8
     top_p: float = 0.95
+    repetition_penalty: float = 1.0
     seed: int | None = None
     task: str = "textbook"
     seed_text: str = ""

@@ -10,10 +10,13 @@ same tokens for the same request.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from hare_assets.lib.generation.models import local_weights
 from hare_assets.lib.generation.prompting import prompt_ids
 from hare_assets.lib.generation.types import Backend, Completion, GenerationRequest
+from hare_assets.lib.paths import models_dir as default_models_dir
 
 INSTALL_HINT = (
     "the 'vllm' generation backend needs vLLM, an optional GPU extra: on a CUDA machine run "
@@ -26,14 +29,15 @@ class VLLMBackend(Backend):
     kind = "vllm"
     concurrent = False
 
-    def __init__(self, model: str, model_id: str | None = None, max_input_tokens: int | None = None, **engine_kwargs: Any):
+    def __init__(self, model: str, model_id: str | None = None, max_input_tokens: int | None = None,
+                 models_dir: str | None = None, **engine_kwargs: Any):
         try:
             import vllm
         except ImportError as exc:
             raise ImportError(f"{INSTALL_HINT} ({exc})") from None
         self._vllm = vllm
-        self.path = str(model)
-        self.model = model_id or self.path
+        self.model = model_id or str(model)
+        self.path = local_weights(str(model), Path(models_dir) if models_dir else default_models_dir())  # a GGUF as HF
         self.max_input_tokens = max_input_tokens
         self.llm = vllm.LLM(model=self.path, **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
@@ -41,7 +45,8 @@ class VLLMBackend(Backend):
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         prompts = [{"prompt_token_ids": prompt_ids(self.tokenizer, r, self.max_input_tokens)} for r in requests]
         params = [
-            self._vllm.SamplingParams(max_tokens=int(r.max_tokens), temperature=float(r.temperature), top_p=float(r.top_p), seed=r.seed)
+            self._vllm.SamplingParams(max_tokens=int(r.max_tokens), temperature=float(r.temperature), top_p=float(r.top_p),
+                                      repetition_penalty=float(r.repetition_penalty), seed=r.seed)
             for r in requests
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)

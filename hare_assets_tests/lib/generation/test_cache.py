@@ -18,8 +18,16 @@ def test_key_covers_what_changes_the_reply_and_nothing_else():
         cache_key("openai", "m", GenerationRequest(prompt="p", system="s", max_tokens=64, temperature=0.7, top_p=0.9, seed=1)),
         cache_key("openai", "m", GenerationRequest(prompt="p", system="s", max_tokens=64, temperature=1, top_p=1.0, seed=1)),
         cache_key("openai", "m", GenerationRequest(prompt="p", system="s", max_tokens=64, temperature=1, top_p=0.9, seed=None)),
+        cache_key("openai", "m", GenerationRequest(prompt="p", system="s", max_tokens=64, temperature=1, top_p=0.9, seed=1,
+                                                   repetition_penalty=1.1)),
     ]
     assert len({key, *variants}) == len(variants) + 1
+
+
+def test_keys_from_before_the_repetition_penalty_stay_valid():
+    """The key of a request without a penalty is the one computed before the field existed (a fixed digest)."""
+    request = GenerationRequest(prompt="p", system="s", max_tokens=64, temperature=1, top_p=0.9, seed=1)
+    assert cache_key("openai", "m", request) == "c521b0f238542d4eda34c08a7aee803204d23659212c8c6fd365b08ed4a85be6"
 
 
 def test_puts_are_committed_at_once_and_safe_across_threads(tmp_path):

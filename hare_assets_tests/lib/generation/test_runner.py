@@ -59,6 +59,15 @@ def test_batches_respect_batch_size_and_order(tmp_path):
     assert len(backend.batches) == 3
 
 
+def test_batches_group_prompts_of_similar_length():
+    """Left-padded batches waste least when their prompts are about as long; results keep the input order."""
+    backend = ScriptedBatchBackend()
+    prompts = ["x" * n for n in (50, 3, 40, 1, 45, 2)]
+    results = Generator(backend, batch_size=3).generate(_requests(*prompts))
+    assert [len(p) for b in backend.batches for p in b] == [1, 2, 3, 40, 45, 50]
+    assert [r.text for r in results] == [p.upper() for p in prompts]
+
+
 def test_one_bad_request_does_not_sink_its_batch():
     backend = ScriptedBatchBackend()
     gen = Generator(backend, batch_size=8, backoff_base=0.001)
@@ -79,7 +88,7 @@ def test_a_crashing_batch_is_retried_request_by_request():
     results = gen.generate(_requests("a", "crash", "b"))
     assert [r.text for r in results] == ["A", None, "B"]
     assert "cannot generate 'crash'" in results[1].error
-    assert backend.batches == [["a", "crash", "b"], ["a"], ["crash"], ["b"]]
+    assert backend.batches == [["a", "b", "crash"], ["a"], ["b"], ["crash"]]  # batched by length: "crash" is longest
     assert gen.stats.retries == 3 and gen.stats.failures == 1 and results[0].attempts == 2
 
 

