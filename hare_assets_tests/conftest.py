@@ -68,7 +68,7 @@ SHARED_FIXTURES = {"demo_run", "corpora", "ray_cluster"}
 SHARED_MODULES = (
     "hare_assets_tests/test_demo.py", "hare_assets_tests/test_recovery.py", "hare_assets_tests/lib/test_shard_pools.py",
     "hare_assets_tests/defs/curate/test_ray_engine.py", "hare_assets_tests/defs/curate/test_real_corpora.py",
-    "hare_assets_tests/defs/integrity/test_real_integrity.py",
+    "hare_assets_tests/defs/integrity/test_real_integrity.py", "hare_assets_tests/defs/synthesize/test_real_model.py",
 )
 
 

@@ -11,17 +11,20 @@ _REASON_SCHEMA = dg.TableSchema(
         dg.TableColumn("rows", "int"),
         dg.TableColumn("example", "string", description="source/shard#row of the first such row"),
         dg.TableColumn("detail", "string", description="why that example was caught"),
+        dg.TableColumn("excerpt", "string", description="the start of that example's text, where the rows keep it"),
     ]
 )
 
 
 def reason_table(rows: pl.DataFrame) -> dg.TableMetadataValue:
-    """One line per reason: how many rows, and the first example with its detail."""
+    """One line per reason: how many rows, and the first example with its detail (and the start of its text, so a
+    removed model reply can be read in the UI)."""
     if rows.is_empty():
         return dg.MetadataValue.table(records=[], schema=_REASON_SCHEMA)
+    text = pl.first("text") if "text" in rows.columns else pl.lit(None, dtype=pl.String).alias("text")
     summary = (
         rows.group_by("reason", maintain_order=True)
-        .agg(pl.len().alias("rows"), pl.first("source"), pl.first("shard"), pl.first("row"), pl.first("detail"))
+        .agg(pl.len().alias("rows"), pl.first("source"), pl.first("shard"), pl.first("row"), pl.first("detail"), text)
         .sort(["rows", "reason"], descending=[True, False])
     )
     return dg.MetadataValue.table(
@@ -32,6 +35,7 @@ def reason_table(rows: pl.DataFrame) -> dg.TableMetadataValue:
                     "rows": r["rows"],
                     "example": f"{r['source']}/{r['shard']}#{r['row']}",
                     "detail": (r["detail"] or "")[:200],
+                    "excerpt": (r["text"] or "")[:200],
                 }
             )
             for r in summary.iter_rows(named=True)

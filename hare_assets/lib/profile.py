@@ -145,7 +145,8 @@ class SourceConfig(_Strict):
     format: Literal["jsonl", "jsonl.gz", "jsonl.zst", "parquet", "txt", "tsv", "csv", "hf"]
     path: str | None = None
     hf: HFSource | None = None
-    text_field: str = "text"
+    text_field: str | None = Field("text", description="the field holding the text; null: the whole record as JSON "
+                                   "(open task data in any layout)")
     exclude: list[str] = Field(default_factory=list, description="glob patterns of files under path to skip")
     separator: str | None = Field(None, description="txt only: a regex; a matching line starts a new document")
     keep_separator: bool = True
@@ -286,16 +287,39 @@ class SynthesisConfig(_Strict):
     seed: int = 0
 
 
+RECORD_LAYOUTS = ("fields", "continuation", "conversation", "instruction")
+
+
 class OpenTaskConfig(_Strict):
-    """Open task data (local files or a HF dataset) turned into natural-language text by a template."""
+    """Open task data (local files or a HF dataset) turned into natural-language text by a template:
+    `classification` ({text, label}) and `multiple_choice` ({query, choices, gold}) read the source's text field;
+    the record layouts read whole records: `fields` (`format` over any fields, an optional `answer_field`),
+    `continuation` (`context_field` + `continuation_field`), `conversation` (ShareGPT/OpenHermes `conversations`
+    of from/value, or `messages` of role/content) and `instruction` (Alpaca instruction/input/output, Dolly
+    instruction/context/response)."""
 
     name: str
     source: SourceConfig
-    template: Literal["classification", "multiple_choice"]
+    template: Literal["classification", "multiple_choice", "fields", "continuation", "conversation", "instruction"]
     label_field: str = "label"
-    label_names: dict[str, str] = Field(default_factory=dict)
+    label_names: dict[str, str] = Field(default_factory=dict, description="a label or answer value -> the words rendered")
     instruction: str = ""
+    format: str | None = Field(None, description="fields: a str.format template, e.g. '{goal}\\n{sol1}\\n{sol2}'")
+    answer_field: str | None = Field(None, description="fields: rendered as 'Answer: <value>' (through label_names)")
+    context_field: str = "context"
+    continuation_field: str = "continuation"
     max_rows: int | None = None
+
+    @model_validator(mode="after")
+    def _layout(self) -> OpenTaskConfig:
+        if self.template == "fields" and not self.format:
+            raise ValueError(f"open task {self.name!r}: template 'fields' needs a format, e.g. '{{goal}}\\n{{sol1}}'")
+        return self
+
+    @property
+    def reader_source(self) -> SourceConfig:
+        """The source as the reader takes it: the record layouts read whole records (no text field)."""
+        return self.source.model_copy(update={"text_field": None}) if self.template in RECORD_LAYOUTS else self.source
 
 
 class TasksConfig(_Strict):
@@ -305,6 +329,8 @@ class TasksConfig(_Strict):
     seeds_per_task: int = Field(24, ge=1)
     max_tokens: int = 512
     prompt_version: str = "v1"
+    structured_output: bool = Field(True, description="ask for each task's JSON schema: constrained decoding where the "
+                                    "backend has it (transformers, vLLM, response_format on OpenAI-compatible servers)")
     seed: int = 0
     open: list[OpenTaskConfig] = Field(default_factory=list)
 

@@ -261,10 +261,18 @@ def _parse_json_line(src: SourceConfig, line: bytes, row: int, result: ShardResu
         return result.reject(row, INVALID_JSON, str(exc), decoded)
     if not isinstance(obj, dict):
         return result.reject(row, WRONG_SCHEMA, f"expected a JSON object, got {type(obj).__name__}", decoded)
-    if src.text_field not in obj:
+    if src.text_field is not None and src.text_field not in obj:
         return result.reject(row, MISSING_TEXT, f"no {src.text_field!r} field; fields: {sorted(obj)[:10]}", decoded)
-    value = obj.pop(src.text_field)
-    result.accept(row, value, obj, max_bytes, decoded)
+    value, meta = _take_text(src, obj)
+    result.accept(row, value, meta, max_bytes, decoded)
+
+
+def _take_text(src: SourceConfig, record: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A record's text and the rest of it; with `text_field: null` (open task data in any layout) the whole record
+    as JSON text, for the task's renderer to read."""
+    if src.text_field is None:
+        return json.dumps(record, ensure_ascii=False, default=str), {}
+    return record.pop(src.text_field), record
 
 
 def _read_parquet(src: SourceConfig, path: str, result: ShardResult, max_bytes: int, batch: int) -> Iterator[None]:
@@ -277,15 +285,15 @@ def _read_parquet(src: SourceConfig, path: str, result: ShardResult, max_bytes: 
         except Exception as exc:  # pyarrow raises ArrowInvalid and friends for corrupt files
             result.reject(0, UNREADABLE, f"{type(exc).__name__}: {exc}")
             return
-        if src.text_field not in columns:
+        if src.text_field is not None and src.text_field not in columns:
             result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {columns}")
             return
         row = 0
         try:
             for records in parquet.iter_batches(batch_size=batch):
                 for rec in records.to_pylist():
-                    value = rec.pop(src.text_field)
-                    result.accept(row, value, rec, max_bytes, json.dumps(rec, default=str)[:SNIPPET_CHARS] if value is None else "")
+                    value, meta = _take_text(src, rec)
+                    result.accept(row, value, meta, max_bytes, json.dumps(meta, default=str)[:SNIPPET_CHARS] if value is None else "")
                     row += 1
                 yield
         except Exception as exc:  # a corrupt row group after good ones: what was read stays
@@ -326,10 +334,9 @@ def _read_delimited(src: SourceConfig, path: str, result: ShardResult, max_bytes
             return
     else:
         header = src.columns or ["text"]
-    if src.text_field not in header:
+    if src.text_field is not None and src.text_field not in header:
         result.reject(0, WRONG_SCHEMA, f"no column {src.text_field!r}; columns: {header}")
         return
-    text_idx = header.index(src.text_field)
     row = 0
     for fields in reader:
         if not fields or fields == [""]:
@@ -338,8 +345,8 @@ def _read_delimited(src: SourceConfig, path: str, result: ShardResult, max_bytes
         if len(fields) != len(header):
             result.reject(row, WRONG_SCHEMA, f"{len(fields)} columns, expected {len(header)} ({header})", raw)
         else:
-            meta = {name: value for i, (name, value) in enumerate(zip(header, fields)) if i != text_idx}
-            result.accept(row, fields[text_idx], meta, max_bytes, raw)
+            value, meta = _take_text(src, dict(zip(header, fields)))
+            result.accept(row, value, meta, max_bytes, raw)
         row += 1
         if result.records >= batch:
             yield
@@ -397,10 +404,10 @@ def _read_hf(src: SourceConfig, path: str, result: ShardResult, max_bytes: int, 
         if cfg.max_rows is not None and row >= cfg.max_rows:
             break
         rec = dict(rec)
-        if src.text_field not in rec:
+        if src.text_field is not None and src.text_field not in rec:
             result.reject(row, MISSING_TEXT, f"no {src.text_field!r} field; fields: {sorted(rec)[:10]}")
             continue
-        value = rec.pop(src.text_field)
-        result.accept(row, value, rec, max_bytes)
+        value, meta = _take_text(src, rec)
+        result.accept(row, value, meta, max_bytes)
         if result.records >= batch:
             yield

@@ -19,7 +19,7 @@ from hare_assets.lib.generation import GenerationRequest, GenerationResult, Gene
 from hare_assets.lib.profile import Profile
 from hare_assets.lib.prompts import load_template
 from hare_assets.lib.readers import doc_id
-from hare_assets.lib.tasks import TaskRejected, parse_restruct, render_restruct
+from hare_assets.lib.tasks import TaskRejected, parse_restruct, render_restruct, response_schema
 from hare_assets.lib.text_rules import clean_document
 from hare_assets.lib.tokenizer import token_counts
 
@@ -123,13 +123,14 @@ def restruct_tasks(kind: str, seeds: pl.DataFrame, profile: Profile, generator: 
     cfg, sampling = profile.tasks, profile.generator.sampling
     picked = stable_sample(seeds, cfg.seeds_per_task, f"{cfg.seed}:{kind}")
     template = load_template("d3", kind, cfg.prompt_version)
+    schema = response_schema(kind) if cfg.structured_output else None
     requests, passages = [], []
     for seed in picked.iter_rows(named=True):
         passage = snippet(seed["text"], 180)
         passages.append(passage)
         requests.append(GenerationRequest(
             prompt=template.render(seed=passage), system=template.system, **sampling.request_fields(cfg.max_tokens), task=kind,
-            seed_text=passage,
+            seed_text=passage, response_schema=schema,
             meta={"seed_doc_id": seed["doc_id"], "topic": seed["topic"]},
         ))
     results = generator.generate(requests)

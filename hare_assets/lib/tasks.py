@@ -1,8 +1,10 @@
 """HARE D3: NLP-task text. Restruct outputs (JSON from the generator) are validated and rendered as
-natural language; open task data (classification, multiple choice) is rendered by templates.
+natural language; open task data (classification, multiple choice, any fields, context/continuation,
+conversations and instruction records) is rendered by templates.
 
 A rejected item raises `TaskRejected` with a reason the asset counts: malformed JSON, a missing
-field, an answer that is not among the options, a gold label out of range.
+field, an answer that is not among the options, a gold label out of range, a record that does not
+fit its declared layout (never rendered half).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import re
 from typing import Any
 
+from hare_assets.lib.profile import RECORD_LAYOUTS, OpenTaskConfig
 from hare_assets.lib.text_rules import detokenize
 
 LETTERS = "ABCDEFGH"
@@ -26,6 +29,29 @@ class TaskRejected(ValueError):
 
 
 REQUIRED = {"qa": ("question", "answer"), "mcq": ("question", "options", "answer"), "cloze": ("text", "answer"), "summary": ("summary",)}
+
+
+def _text(max_length: int, pattern: str | None = None) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_length, **({"pattern": pattern} if pattern else {})}
+
+
+# The JSON each Restruct prompt asks for, for backends that constrain decoding to it. Lengths are capped so that
+# a small model cannot loop inside one string until max_tokens; the checks a schema cannot state (four distinct
+# options, the answer among them) stay in `parse_restruct`.
+_FIELDS: dict[str, dict[str, Any]] = {
+    "qa": {"question": _text(300), "answer": _text(300)},
+    "mcq": {"question": _text(300), "options": {"type": "array", "items": _text(150), "minItems": 4, "maxItems": 4},
+            "answer": _text(150)},
+    "cloze": {"text": _text(400, r"^[^\n]*____[^\n]*$"), "answer": _text(100)},
+    "summary": {"summary": _text(1200)},
+}
+
+
+def response_schema(kind: str) -> str:
+    """The JSON Schema of a Restruct reply, as compact text (it is part of the generation cache key). Keys keep
+    their order: constrained decoders write properties in schema order, and the question comes before its answer."""
+    schema = {"type": "object", "properties": _FIELDS[kind], "required": list(REQUIRED[kind]), "additionalProperties": False}
+    return json.dumps(schema, separators=(",", ":"))
 
 
 def extract_json(raw: str) -> dict[str, Any]:
@@ -112,3 +138,100 @@ def render_multiple_choice(query: str, choices: list[Any], gold: Any, instructio
         options = "\n".join(f"{LETTERS[i]}. {str(c).strip()}" for i, c in enumerate(choices[: len(LETTERS)]))
         return f"{head}{query}\n{options}\nAnswer: {LETTERS[gold]}. {answer}"
     return f"{head}{query} {answer}"
+
+
+# --- open task data in the layouts SFT sets ship in -----------------------------------------------------------------
+
+LAYOUT_MISMATCH = "layout_mismatch"
+_SPEAKERS = {"system": "System", "human": "User", "user": "User", "gpt": "Assistant", "assistant": "Assistant"}
+
+
+def _field(record: dict[str, Any], name: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise TaskRejected(LAYOUT_MISMATCH, f"no text in field {name!r}; fields: {sorted(record)[:10]}")
+    return value.strip()
+
+
+def _answer_words(value: Any, label_names: dict[str, str]) -> str:
+    key = str(value).strip()
+    if label_names and key not in label_names:
+        raise TaskRejected("bad_label", f"answer {key!r} not in {sorted(label_names)}")
+    return label_names.get(key, key)
+
+
+def render_fields(record: dict[str, Any], fmt: str, answer_field: str | None, label_names: dict[str, str],
+                  instruction: str = "") -> str:
+    """`fmt` filled from the record's fields (every field it names must hold a value), then the answer."""
+    values = {k: v for k, v in record.items() if v is not None and (not isinstance(v, str) or v.strip())}
+    try:
+        body = fmt.format_map(values)
+    except KeyError as exc:
+        raise TaskRejected(LAYOUT_MISMATCH, f"format names field {exc.args[0]!r}, which the record lacks or leaves empty") from None
+    except (IndexError, ValueError) as exc:
+        raise TaskRejected(LAYOUT_MISMATCH, f"format does not apply to this record: {exc}") from None
+    head = f"{instruction}\n\n" if instruction else ""
+    if answer_field is None:
+        return head + body.strip()
+    if answer_field not in values:
+        raise TaskRejected(LAYOUT_MISMATCH, f"no answer in field {answer_field!r}")
+    return f"{head}{body.strip()}\nAnswer: {_answer_words(values[answer_field], label_names)}"
+
+
+def render_continuation(record: dict[str, Any], context_field: str, continuation_field: str) -> str:
+    return f"{_field(record, context_field)} {_field(record, continuation_field)}"
+
+
+def render_conversation(record: dict[str, Any]) -> str:
+    """A ShareGPT / OpenHermes `conversations` list ({from, value}) or a `messages` list ({role, content}), one
+    speaker per paragraph. Every turn must have a known speaker and text, and a user turn must get an answer."""
+    if isinstance(record.get("conversations"), list):
+        turns, who, said = record["conversations"], "from", "value"
+    elif isinstance(record.get("messages"), list):
+        turns, who, said = record["messages"], "role", "content"
+    else:
+        raise TaskRejected(LAYOUT_MISMATCH, f"no 'conversations' or 'messages' list; fields: {sorted(record)[:10]}")
+    lines = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise TaskRejected(LAYOUT_MISMATCH, f"turn {i} is {type(turn).__name__}, not an object")
+        speaker = _SPEAKERS.get(str(turn.get(who, "")).lower())
+        text = turn.get(said)
+        if speaker is None:
+            raise TaskRejected(LAYOUT_MISMATCH, f"turn {i} has {who}={turn.get(who)!r}; expected one of {sorted(_SPEAKERS)}")
+        if not isinstance(text, str) or not text.strip():
+            raise TaskRejected(LAYOUT_MISMATCH, f"turn {i} has no text in {said!r}")
+        lines.append(f"{speaker}: {text.strip()}")
+    speakers = [line.split(":", 1)[0] for line in lines]
+    if "User" not in speakers or "Assistant" not in speakers[speakers.index("User"):]:
+        raise TaskRejected(LAYOUT_MISMATCH, "no user turn followed by an assistant turn")
+    return "\n\n".join(lines)
+
+
+def render_instruction(record: dict[str, Any]) -> str:
+    """Alpaca (instruction, input, output) or Dolly (instruction, context, response); the input may be empty."""
+    instruction = _field(record, "instruction")
+    answer = next((k for k in ("output", "response") if k in record), None)
+    if answer is None:
+        raise TaskRejected(LAYOUT_MISMATCH, f"no 'output' or 'response' field; fields: {sorted(record)[:10]}")
+    given = next((record[k] for k in ("input", "context") if isinstance(record.get(k), str) and record[k].strip()), "")
+    middle = f"\n\n{given.strip()}" if given else ""
+    return f"{instruction}{middle}\n\nAnswer: {_field(record, answer)}"
+
+
+def render_open_task(doc: dict[str, Any], task: OpenTaskConfig) -> str:
+    """One reader document of an open task set as training text, by the task's template."""
+    if task.template in RECORD_LAYOUTS:
+        record = json.loads(doc["text"])
+        if not isinstance(record, dict):
+            raise TaskRejected(LAYOUT_MISMATCH, f"record is {type(record).__name__}, not an object")
+        if task.template == "fields":
+            assert task.format is not None
+            return render_fields(record, task.format, task.answer_field, task.label_names, task.instruction)
+        if task.template == "continuation":
+            return render_continuation(record, task.context_field, task.continuation_field)
+        return render_conversation(record) if task.template == "conversation" else render_instruction(record)
+    meta = json.loads(doc["meta"])
+    if task.template == "classification":
+        return render_classification(doc["text"], meta.get(task.label_field), task.label_names, task.instruction)
+    return render_multiple_choice(doc["text"], meta.get("choices"), meta.get("gold"), task.instruction)

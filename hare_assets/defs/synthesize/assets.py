@@ -13,7 +13,7 @@ from hare_assets.lib.accounting import Account
 from hare_assets.lib.profile import OpenTaskConfig, Profile
 from hare_assets.lib.readers import list_shards, read_shard
 from hare_assets.lib.synthesis import Built, open_task_rows, restruct_tasks, synthesize_topic
-from hare_assets.lib.tasks import render_classification, render_multiple_choice
+from hare_assets.lib.tasks import render_open_task
 
 SYNTHETIC = "synthetic_documents"
 TASKS = "task_documents"
@@ -59,25 +59,14 @@ def _generation_metadata(generator) -> dict:
 
 def _open_task_records(task: OpenTaskConfig) -> tuple[list[dict], list[dict]]:
     docs, quarantine = [], []
-    for shard in list_shards(task.source):
-        result = read_shard(task.source, shard, 1_000_000)
+    source = task.reader_source
+    for shard in list_shards(source):
+        result = read_shard(source, shard, 1_000_000)
         docs.extend(result.docs)
         quarantine.extend(result.quarantine)
     if task.max_rows is not None:
         docs = docs[: task.max_rows]
     return docs, quarantine
-
-
-def _renderer(task: OpenTaskConfig):
-    import json
-
-    def render(rec: dict) -> str:
-        meta = json.loads(rec["meta"])
-        if task.template == "classification":
-            return render_classification(rec["text"], meta.get(task.label_field), task.label_names, task.instruction)
-        return render_multiple_choice(rec["text"], meta.get("choices"), meta.get("gold"), task.instruction)
-
-    return render
 
 
 def build_synthesize_assets(profile: Profile, tasks: dg.PartitionsDefinition, gpu: bool) -> list[dg.AssetsDefinition]:
@@ -135,7 +124,8 @@ def build_synthesize_assets(profile: Profile, tasks: dg.PartitionsDefinition, gp
         if task in open_tasks:
             spec = open_tasks[task]
             records, unreadable = _open_task_records(spec)
-            built = open_task_rows(task, records, _renderer(spec), profile.tasks.max_tokens, lambda r: f"{spec.name}/{r['shard']}")
+            built = open_task_rows(task, records, lambda doc: render_open_task(doc, spec), profile.tasks.max_tokens,
+                                   lambda r: f"{spec.name}/{r['shard']}")
             built.quarantine.extend(unreadable)
             return write_built(context, tables, TASKS, task, built, len(records) + len(unreadable),
                                {"template": dg.MetadataValue.text(spec.template)})

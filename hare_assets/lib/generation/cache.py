@@ -46,6 +46,8 @@ def cache_key(kind: str, model: str, request: GenerationRequest, extra: dict[str
     }
     if request.repetition_penalty != 1.0:  # only when set, so replies cached before it existed keep their keys
         payload["repetition_penalty"] = float(request.repetition_penalty)
+    if request.response_schema is not None:
+        payload["response_schema"] = request.response_schema
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -78,6 +78,9 @@ class OpenAICompatBackend(Backend):
             body["seed"] = int(request.seed)
         if request.repetition_penalty != 1.0:  # not OpenAI's API, but vLLM, TGI and llama.cpp servers take it
             body["repetition_penalty"] = float(request.repetition_penalty)
+        if request.response_schema is not None:  # structured outputs: the server constrains the reply to the schema
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "reply", "schema": json.loads(request.response_schema), "strict": True}}
         return body
 
     def generate_one(self, request: GenerationRequest) -> Completion:
@@ -97,6 +100,8 @@ class OpenAICompatBackend(Backend):
             detail = self.redact(f"HTTP {status} from {self.url}: {response.text[:_BODY_SNIPPET]!r}")
             if status in _RETRY_STATUS or status >= 500:
                 raise TransientError(detail, _retry_after(response.headers.get("Retry-After")))
+            if request.response_schema is not None and "response_format" in response.text:
+                detail += " (this server does not take response_format json_schema: set tasks.structured_output: false)"
             raise PermanentError(detail)
         return self._parse(response.text)
 

@@ -6,7 +6,8 @@ continues from the right edge of each row, so padding goes on the left). Prompts
 `prompting.prompt_ids` (the chat template when the tokenizer has one). Token counts come from
 the tokenizer: prompt tokens as fed to the model, completion tokens up to (not including) the
 first end-of-sequence token. A seeded request samples under a forked RNG, so it is repeatable
-and leaves the process's global torch RNG untouched.
+and leaves the process's global torch RNG untouched. A request with a `response_schema` is decoded
+under xgrammar's grammar mask, so its reply is JSON that the schema accepts (or ends at max_tokens).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from hare_assets.lib.generation.models import local_weights, torch_dtype
 from hare_assets.lib.generation.prompting import prompt_ids
-from hare_assets.lib.generation.types import Backend, Completion, GenerationRequest, TransientError
+from hare_assets.lib.generation.types import Backend, Completion, GenerationRequest, PermanentError, TransientError
 from hare_assets.lib.paths import models_dir as default_models_dir
 
 
@@ -50,6 +51,8 @@ class TransformersBackend(Backend):
         tok = self.tokenizer
         self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else self.lm.config.eos_token_id
         pad = tok.pad_token_id
+        self._compiler: Any = None  # xgrammar's, made for the first request with a response_schema
+        self._grammars: dict[str, Any] = {}
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else (tok.unk_token_id or 0))
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
@@ -61,16 +64,33 @@ class TransformersBackend(Backend):
         out: list[Completion | None] = [None] * len(requests)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            key = (int(r.max_tokens), float(r.temperature), float(r.top_p), float(r.repetition_penalty), r.seed)
-            groups.setdefault(key, []).append(i)
-        for (max_tokens, temperature, top_p, penalty, seed), idx in groups.items():
-            completions = self._generate([self.prompt_ids(requests[i]) for i in idx], max_tokens, temperature, top_p, penalty, seed)
+            settings = (int(r.max_tokens), float(r.temperature), float(r.top_p), float(r.repetition_penalty), r.seed,
+                        r.response_schema)
+            groups.setdefault(settings, []).append(i)
+        for settings, idx in groups.items():
+            completions = self._generate([self.prompt_ids(requests[i]) for i in idx], *settings)
             for i, c in zip(idx, completions):
                 out[i] = c
         return out  # type: ignore[return-value]
 
+    def _json_constraint(self, schema: str, rows: int) -> Any:
+        """xgrammar's logits processor holding `rows` replies to `schema`; the tokenizer's grammar tables and each
+        schema are compiled once per backend."""
+        import xgrammar as xgr
+
+        compiled = self._grammars.get(schema)
+        if compiled is None:
+            if self._compiler is None:
+                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.lm.config.vocab_size)
+                self._compiler = xgr.GrammarCompiler(info)
+            try:
+                compiled = self._grammars[schema] = self._compiler.compile_json_schema(schema)
+            except Exception as exc:
+                raise PermanentError(f"response_schema does not compile: {exc}") from None
+        return xgr.contrib.hf.LogitsProcessor([compiled] * rows)
+
     def _generate(self, prompts: list[list[int]], max_tokens: int, temperature: float, top_p: float, penalty: float,
-                  seed: int | None) -> list[Completion]:
+                  seed: int | None, schema: str | None) -> list[Completion]:
         import torch
 
         width = max(len(p) for p in prompts)
@@ -84,6 +104,10 @@ class TransformersBackend(Backend):
             sampling.update(temperature=temperature, top_p=top_p, top_k=0)
         if penalty != 1.0:
             sampling["repetition_penalty"] = penalty
+        if schema is not None:
+            from transformers import LogitsProcessorList
+
+            sampling["logits_processor"] = LogitsProcessorList([self._json_constraint(schema, len(prompts))])
         devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
         try:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():

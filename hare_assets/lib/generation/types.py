@@ -15,8 +15,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One chat turn. `task` and `seed_text` only steer the offline backend; `meta` rides along
-    for the caller (provenance, topic, …) and is not part of the cache key."""
+    """One chat turn. `response_schema` (JSON Schema text) asks for a reply that conforms to it: backends that
+    can constrain decoding do so, the others ignore it and the caller validates as always. `task` and `seed_text`
+    only steer the offline backend; `meta` rides along for the caller (provenance, topic, …) and is not part of
+    the cache key."""
 
     prompt: str
     system: str | None = None
@@ -25,6 +27,7 @@ class GenerationRequest:
     top_p: float = 0.95
     repetition_penalty: float = 1.0
     seed: int | None = None
+    response_schema: str | None = None
     task: str = "textbook"
     seed_text: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

@@ -9,6 +9,7 @@ same tokens for the same request.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ class VLLMBackend(Backend):
         prompts = [{"prompt_token_ids": prompt_ids(self.tokenizer, r, self.max_input_tokens)} for r in requests]
         params = [
             self._vllm.SamplingParams(max_tokens=int(r.max_tokens), temperature=float(r.temperature), top_p=float(r.top_p),
-                                      repetition_penalty=float(r.repetition_penalty), seed=r.seed)
+                                      repetition_penalty=float(r.repetition_penalty), seed=r.seed, **self._structured(r))
             for r in requests
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
@@ -54,6 +55,17 @@ class VLLMBackend(Backend):
             Completion(out.outputs[0].text, len(prompt["prompt_token_ids"]), len(out.outputs[0].token_ids))
             for prompt, out in zip(prompts, outputs)
         ]
+
+    def _structured(self, request: GenerationRequest) -> dict[str, Any]:
+        """vLLM's structured outputs for a request with a schema: `structured_outputs` since 0.12, `guided_decoding`
+        before (the field 0.12 removed)."""
+        if request.response_schema is None:
+            return {}
+        schema = json.loads(request.response_schema)
+        sampling_params = self._vllm.sampling_params
+        if hasattr(sampling_params, "StructuredOutputsParams"):
+            return {"structured_outputs": sampling_params.StructuredOutputsParams(json=schema)}
+        return {"guided_decoding": sampling_params.GuidedDecodingParams(json=schema)}
 
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r})"

@@ -1,9 +1,12 @@
 """A real OpenAI-compatible chat-completions server for tests (stdlib http.server on 127.0.0.1).
 
-Replies echo the user prompt. `plan` scripts failures per prompt: a list of behaviours used
-by successive calls for that prompt ("500", "429", "503", "slow", "malformed", "400",
-"no_choices"), after which calls succeed. `serve_limit` makes every call after that many
-successful answers a 503 (a server going down mid-run).
+Replies echo the user prompt, or, with `model` (a real local backend such as SmolLM2 through
+TransformersBackend), come from that model. A request's `response_format` of type json_schema is
+honoured by passing its schema to the model, which constrains decoding to it; a server without a
+model, or with `structured=False`, rejects it with a 400 as servers without structured outputs do.
+`plan` scripts failures per prompt: a list of behaviours used by successive calls for that prompt
+("500", "429", "503", "slow", "malformed", "400", "no_choices"), after which calls succeed.
+`serve_limit` makes every call after that many successful answers a 503 (a server going down mid-run).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ChatServer:
-    def __init__(self, delay: float = 0.0, slow_seconds: float = 1.0):
+    def __init__(self, delay: float = 0.0, slow_seconds: float = 1.0, model=None, structured: bool = True):
+        self.model = model
+        self.structured = structured and model is not None
         self.delay = delay
         self.slow_seconds = slow_seconds
         self.plan: dict[str, list[str]] = {}
@@ -30,6 +35,7 @@ class ChatServer:
         self.bodies: list[dict] = []
         self.connections: set[tuple[str, int]] = set()  # client (host, port): one per TCP connection
         self.lock = threading.Lock()
+        self.model_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
     @property
@@ -112,14 +118,30 @@ class ChatServer:
                     return self._send(200, '{"choices": [{"message": {"content": "trunc')
                 if behaviour == "no_choices":
                     return self._send(200, '{"object": "chat.completion", "choices": []}')
+                schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+                if schema is not None and not server.structured:
+                    return self._send(400, '{"error": {"message": "response_format json_schema is not supported"}}')
+                if server.model is None:
+                    content, usage = f"echo: {prompt}", (len(prompt.split()), len(prompt.split()) + 1)
+                else:
+                    from hare_assets.lib.generation import GenerationRequest
+
+                    system = next((m["content"] for m in body["messages"] if m["role"] == "system"), None)
+                    request = GenerationRequest(
+                        prompt=prompt, system=system, max_tokens=body.get("max_tokens", 256),
+                        temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0), seed=body.get("seed"),
+                        response_schema=None if schema is None else json.dumps(schema))
+                    with server.model_lock:  # one generation at a time on the one model
+                        done = server.model.generate_batch([request])[0]
+                    content, usage = done.text, (done.prompt_tokens, done.completion_tokens)
                 with server.lock:
                     server.answered += 1
                 reply = {
                     "id": "cmpl-test",
                     "object": "chat.completion",
                     "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo: {prompt}"}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(prompt.split()) + 1},
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]},
                 }
                 self._send(200, json.dumps(reply))
 

@@ -1,3 +1,4 @@
+import json
 import logging
 import os
 import signal
@@ -164,3 +165,27 @@ def test_duplicate_requests_are_sent_once(server):
     assert server.calls == {"same": 1, "other": 1}
     assert [r.meta.get("row") for r in results] == [1, 2, None]
     assert results[0].text == results[1].text and gen.stats.duplicates == 1 and gen.stats.generated == 2
+
+
+def test_response_format_is_honoured_by_a_server_with_structured_outputs_and_rejected_by_one_without():
+    """The request carries the task's JSON schema as response_format; a real model behind the local server decodes
+    under it, and a server without structured outputs answers 400, which fails the request with what to change."""
+    from hare_assets.lib.prompts import load_template
+    from hare_assets.lib.tasks import response_schema
+
+    template = load_template("d3", "mcq", "v1")
+    passage = ("The Erie Canal opened in 1825. It linked the Hudson River at Albany with Lake Erie at Buffalo, "
+               "cut the cost of moving freight by about ninety percent and made New York City the busiest port in the country.")
+    request = GenerationRequest(prompt=template.render(seed=passage), system=template.system, max_tokens=200, temperature=0.0,
+                                response_schema=response_schema("mcq"))
+    model = build_backend("transformers", model="smollm2-135m-instruct", device="cpu")
+    with ChatServer(model=model) as server:
+        [result] = _generator(server).generate([request])
+        assert server.bodies[-1]["response_format"] == {
+            "type": "json_schema", "json_schema": {"name": "reply", "schema": json.loads(response_schema("mcq")), "strict": True}}
+    assert result.ok, result.error
+    item = json.loads(result.text)
+    assert list(item) == ["question", "options", "answer"] and len(item["options"]) == 4
+    with ChatServer() as server:
+        [result] = _generator(server).generate([request])
+    assert not result.ok and "HTTP 400" in result.error and "tasks.structured_output: false" in result.error
