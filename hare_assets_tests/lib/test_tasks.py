@@ -27,7 +27,7 @@ def test_mcq_reply_with_fences_and_chatter_is_parsed():
 @pytest.mark.parametrize(
     ("kind", "raw", "reason"),
     [
-        ("mcq", '{"question": "Q?", "options": ["a", "b", "c", "d"], "answer": "e"}', "answer_not_in_options"),
+        ("mcq", '{"question": "Q?", "options": ["ant", "bee", "cat", "dog"], "answer": "eel"}', "answer_not_in_options"),
         ("mcq", '{"question": "Q?", "options": ["a", "b", "c"], "answer": "a"}', "bad_options"),
         ("mcq", '{"question": "Q?", "options": ["a", "a", "c", "d"], "answer": "a"}', "bad_options"),
         ("mcq", '{"question": "Q?", "options": ["a", "b", "c", "d"], "answer": "a"', "malformed_json"),

@@ -76,8 +76,11 @@ class TransformersBackend(Backend):
     def _json_constraint(self, schema: str, rows: int) -> Any:
         """xgrammar's logits processor holding `rows` replies to `schema`; the tokenizer's grammar tables and each
         schema are compiled once per backend."""
-        import xgrammar as xgr
-
+        try:
+            import xgrammar as xgr
+        except ImportError:
+            raise PermanentError("a response_schema on the transformers backend needs xgrammar: `make setup`, or pip install "
+                                 "xgrammar (or set tasks.structured_output: false)") from None
         compiled = self._grammars.get(schema)
         if compiled is None:
             if self._compiler is None:

@@ -1,5 +1,6 @@
 """Local model weights: the packaged SmolLM2-135M-Instruct GGUF, converted once, generating real text."""
 
+import json
 import os
 import time
 from pathlib import Path
@@ -79,3 +80,34 @@ def test_sampling_settings_reach_the_model(smollm2):
     plain = run(1.0)
     assert run(1.0) == plain and run(1.5) != plain
     assert smollm2.model == SMOLLM2 and str(smollm2.dtype) in {"torch.float32", "torch.bfloat16"}
+
+
+@pytest.mark.slow
+def test_constrained_decoding_makes_a_valid_mcq_where_plain_prompting_fails(smollm2):
+    """The D3 mcq prompt over one passage, sampled with six seeds: under the task's JSON schema every reply that ends
+    before max_tokens is JSON of the schema's shape and one passes every D3 rule; the same prompts without the schema
+    give no parseable reply at all (the issue measured 0 valid of 8 with plain prompting)."""
+    from hare_assets.lib.prompts import load_template
+    from hare_assets.lib.tasks import TaskRejected, parse_restruct, response_schema
+
+    template = load_template("d3", "mcq", "v2")
+    passage = ("The Erie Canal opened in 1825. It linked the Hudson River at Albany with Lake Erie at Buffalo, cut the cost "
+               "of moving freight by about ninety percent and made New York City the busiest port in the country.")
+
+    def replies(schema):
+        requests = [GenerationRequest(prompt=template.render(seed=passage), system=template.system, max_tokens=128,
+                                      temperature=0.8, top_p=0.95, seed=seed, response_schema=schema) for seed in range(6)]
+        return Generator(smollm2).generate(requests)
+
+    def verdict(text):
+        try:
+            parse_restruct("mcq", text, passage)
+            return "valid"
+        except TaskRejected as exc:
+            return exc.reason
+
+    constrained = replies(response_schema("mcq"))
+    finished = [r for r in constrained if r.completion_tokens < 128]
+    assert finished and all(list(json.loads(r.text)) == ["question", "options", "answer"] for r in finished)
+    assert "valid" in [verdict(r.text) for r in constrained]
+    assert {verdict(r.text) for r in replies(None)} == {"malformed_json"}

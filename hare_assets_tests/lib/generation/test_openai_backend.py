@@ -173,14 +173,14 @@ def test_response_format_is_honoured_by_a_server_with_structured_outputs_and_rej
     from hare_assets.lib.prompts import load_template
     from hare_assets.lib.tasks import response_schema
 
-    template = load_template("d3", "mcq", "v1")
+    template = load_template("d3", "mcq", "v2")
     passage = ("The Erie Canal opened in 1825. It linked the Hudson River at Albany with Lake Erie at Buffalo, "
                "cut the cost of moving freight by about ninety percent and made New York City the busiest port in the country.")
-    request = GenerationRequest(prompt=template.render(seed=passage), system=template.system, max_tokens=200, temperature=0.0,
+    request = GenerationRequest(prompt=template.render(seed=passage), system=template.system, max_tokens=160, temperature=0.0,
                                 response_schema=response_schema("mcq"))
     model = build_backend("transformers", model="smollm2-135m-instruct", device="cpu")
     with ChatServer(model=model) as server:
-        [result] = _generator(server).generate([request])
+        [result] = _generator(server, timeout=300.0, max_retries=0).generate([request])  # a reply takes seconds on a CPU
         assert server.bodies[-1]["response_format"] == {
             "type": "json_schema", "json_schema": {"name": "reply", "schema": json.loads(response_schema("mcq")), "strict": True}}
     assert result.ok, result.error
