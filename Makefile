@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 HARE_PROFILE ?= demo
 
-.PHONY: setup demo test test-fast ui bench-curate bench-scale bench-topics bench-decontam bench-train clean chromium
+.PHONY: setup demo test test-fast ui bench-curate bench-scale bench-topics bench-decontam bench-train bench-generate clean chromium
 
 $(BIN)/hare: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ bench-decontam: setup
 
 bench-train: setup
 	$(BIN)/python bench/train.py
+
+bench-generate: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/generate.py
 
 clean:
 	rm -rf .hare

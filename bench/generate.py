@@ -52,7 +52,7 @@ def d2_requests(texts: list[str], max_tokens: int):
     for i, text in enumerate(texts):
         template = load_template("d2", styles[i % len(styles)], "v1")
         out.append(GenerationRequest(prompt=template.render(seed=snippet(text, 120), topic="general knowledge"),
-                                     system=template.system, max_tokens=max_tokens, temperature=0.8, top_p=0.95, seed=i))
+                                     system=template.system, max_tokens=max_tokens, temperature=0.8, top_p=0.95, seed=0))
     return out
 
 

@@ -33,21 +33,25 @@ class TaskRejected(ValueError):
 REQUIRED = {"qa": ("question", "answer"), "mcq": ("question", "options", "answer"), "cloze": ("text", "answer"), "summary": ("summary",)}
 
 
-_WORDY = r"^.*[A-Za-z]{3}.*$"  # an option holds a word, not a placeholder ("...", "A")
+def _text(max_length: int) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": max_length}
 
 
-def _text(max_length: int, pattern: str | None = None) -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": max_length, **({"pattern": pattern} if pattern else {})}
+def _matching(pattern: str) -> dict[str, Any]:
+    """A string by a pattern that bounds its own length: xgrammar ignores min/maxLength beside a pattern."""
+    return {"type": "string", "pattern": pattern}
 
+
+_OPTION = r"^[^\n]{0,70}[A-Za-z]{3}[^\n]{0,70}$"  # holds a word, not a placeholder ("...", "A")
 
 # The JSON each Restruct prompt asks for, for backends that constrain decoding to it. Lengths are capped so that
 # a small model cannot loop inside one string until max_tokens; the checks a schema cannot state (four distinct
 # options, the answer among them) stay in `parse_restruct`.
 _FIELDS: dict[str, dict[str, Any]] = {
     "qa": {"question": _text(300), "answer": _text(300)},
-    "mcq": {"question": _text(300), "options": {"type": "array", "items": _text(150, _WORDY), "minItems": 4, "maxItems": 4},
+    "mcq": {"question": _text(300), "options": {"type": "array", "items": _matching(_OPTION), "minItems": 4, "maxItems": 4},
             "answer": {"enum": list(LETTERS[:4])}},  # a letter: 7 of 16 SmolLM2 replies valid, against 4 of 16 copying the text
-    "cloze": {"text": _text(400, r"^[^\n]*____[^\n]*$"), "answer": _text(100)},
+    "cloze": {"text": _matching(r"^[^\n]{0,200}____[^\n]{0,200}$"), "answer": _text(100)},
     "summary": {"summary": _text(1200)},
 }
 
