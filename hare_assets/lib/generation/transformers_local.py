@@ -87,7 +87,8 @@ class TransformersBackend(Backend):
                 info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.lm.config.vocab_size)
                 self._compiler = xgr.GrammarCompiler(info)
             try:
-                compiled = self._grammars[schema] = self._compiler.compile_json_schema(schema)
+                # compact JSON: with free whitespace between tokens a small model can loop on newlines until max_tokens
+                compiled = self._grammars[schema] = self._compiler.compile_json_schema(schema, any_whitespace=False)
             except Exception as exc:
                 raise PermanentError(f"response_schema does not compile: {exc}") from None
         return xgr.contrib.hf.LogitsProcessor([compiled] * rows)
