@@ -42,7 +42,7 @@ def _matching(pattern: str) -> dict[str, Any]:
     return {"type": "string", "pattern": pattern}
 
 
-_OPTION = r"^[^\n]{0,70}[A-Za-z]{3}[^\n]{0,70}$"  # holds a word, not a placeholder ("...", "A")
+_OPTION = r"^[^\n]{0,70}([A-Za-z]{2}|[0-9])[^\n]{0,70}$"  # a word or a number, not a placeholder ("...", "A")
 
 # The JSON each Restruct prompt asks for, for backends that constrain decoding to it. Lengths are capped so that
 # a small model cannot loop inside one string until max_tokens; the checks a schema cannot state (four distinct
@@ -92,7 +92,7 @@ def parse_restruct(kind: str, raw: str, passage: str | None = None) -> dict[str,
             raise TaskRejected("bad_options", f"expected 4 non-empty string options, got {options!r:.120}")
         if len({_LABEL.sub("", o).strip().lower() for o in options}) != 4:
             raise TaskRejected("bad_options", "options repeat")
-        if any(len(_WORD.findall(o)) == 0 or re.fullmatch(r"\W*[A-Da-d]\W*", o) for o in options):
+        if any(not re.search(r"[^\W_]", o) or re.fullmatch(r"\W*[A-Da-d]\W*", o) for o in options):
             raise TaskRejected("bad_options", f"placeholder options {options!r:.120}")
         answer = str(item["answer"]).strip()
         matches = [i for i, o in enumerate(options) if o.strip() == answer]
