@@ -142,10 +142,7 @@ def _tidy(text: str) -> str:
 
 
 def render_classification(text: str, label: Any, label_names: dict[str, str], instruction: str) -> str:
-    key = str(label)
-    if label_names and key not in label_names:
-        raise TaskRejected("bad_label", f"label {key!r} not in {sorted(label_names)}")
-    name = label_names.get(key, key)
+    name = _answer_words(label, label_names)
     prompt = instruction or "What is the label of this text?"
     return f"{prompt}\n\n{_tidy(text)}\n\nAnswer: {name}"
 
