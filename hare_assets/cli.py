@@ -22,6 +22,10 @@ def _home_dir() -> str:
     return os.environ["DAGSTER_HOME"]
 
 
+# The terminal gets one summary line per asset (`_report`); the full event log is in the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
 def _instance():
     """The checkout's Dagster instance (dagster.yaml at the root, SQLite under .hare/dagster)."""
     import dagster as dg
@@ -89,7 +93,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def demo_worker(args: argparse.Namespace) -> int:
     """The demo itself: each job and partition in dependency order, skipping what an earlier run of the
     same plan finished (`--fresh`: everything), recorded in the checkout's instance."""
+    # The terminal gets one summary line per asset and the jobs' own progress, not the libraries' progress bars
+    # (transformers reads its setting when first imported); the full event log is in the UI.
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
     from dagster._core.utils import make_new_run_id
 
     from hare_assets.defs import graph
@@ -98,6 +107,7 @@ def demo_worker(args: argparse.Namespace) -> int:
     from hare_assets.defs.resume import ResumeCheck, plan_fingerprint, plan_tags
     from hare_assets.defs.runs import PoolWatch, owner_tags
     from hare_assets.defs.synthesize.partitions import task_partitions
+    from hare_assets.lib.lineage import BASELINE_STAGE
     from hare_assets.lib.profile import load_profile
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # outside a run, SIGTERM stops like Ctrl-C
@@ -113,24 +123,31 @@ def demo_worker(args: argparse.Namespace) -> int:
     print(f"hare demo: profile {profile.name!r}, data under {home}")
     benchmarks = profile.integrity.benchmarks
 
-    # The terminal gets one summary line per asset and the jobs' own progress; the full event log is in the UI.
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    os.environ.setdefault("TQDM_DISABLE", "1")
     skipped: dict[str, int] = {}
 
-    def run(job: str, partition: str | dg.MultiPartitionKey | None = None) -> bool:
+    def run(job: str, partition: str | dg.MultiPartitionKey | list[str] | None = None) -> bool:
+        """One run of `job`: unpartitioned, one partition, or every partition of a list (in the partitions'
+        order) at once, so that generation batches span them."""
         job_def = defs.resolve_job_def(job)
         keys = sorted(job_def.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string())
-        pending = keys if args.fresh else resume.pending(keys, str(partition) if partition else None)
+        parts = partition if isinstance(partition, list) else [partition]
+        if not parts:
+            return True
+        todo = set(keys) if args.fresh else {k for p in parts for k in resume.pending(keys, str(p) if p else None)}
+        pending = [k for k in keys if k in todo]
         if not pending:
             skipped[job] = skipped.get(job, 0) + 1
             return True
         run_id = make_new_run_id()
+        run_tags, key, name = tags, parts[0], f"{job}[{parts[0]}]" if parts[0] else job
+        if len(parts) > 1:
+            run_tags, key = {**tags, ASSET_PARTITION_RANGE_START_TAG: parts[0], ASSET_PARTITION_RANGE_END_TAG: parts[-1]}, None
+            name = f"{job}[{parts[0]} … {parts[-1]}]"
         with PoolWatch(instance, run_id, lambda line: print(f"  {line}", flush=True)):
-            result = job_def.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
-                                                run_config=quiet, run_id=run_id, tags=tags,
+            result = job_def.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                                run_config=QUIET, run_id=run_id, tags=run_tags,
                                                 asset_selection=pending if len(pending) < len(keys) else None)
-        _report(result, instance, f"{job}[{partition}]" if partition else job, time.perf_counter() - started)
+        _report(result, instance, name, time.perf_counter() - started)
         return result.success
 
     # In dependency order; block partitions exist once the manifest is written, topic partitions once clustered.
@@ -142,11 +159,13 @@ def demo_worker(args: argparse.Namespace) -> int:
         lambda: [(graph.DEDUP_JOB, None)],
         lambda: [(graph.FINISH_BLOCK_JOB, b) for b in blocks()],
         lambda: [(graph.CLUSTER_JOB, None)],
-        lambda: [(graph.SYNTHESIZE_TOPIC_JOB, t) for t in instance.get_dynamic_partitions(TOPICS.name)],
-        lambda: [(graph.BUILD_TASKS_JOB, t) for t in task_partitions(profile).get_partition_keys()],
+        lambda: [(graph.SYNTHESIZE_TOPIC_JOB, instance.get_dynamic_partitions(TOPICS.name))],
+        lambda: [(graph.BUILD_TASKS_JOB, task_partitions(profile).get_partition_keys())],
         lambda: [(graph.HITS_JOB, None), (graph.TRAIN_STAGE_JOB, "stage1"), (graph.TRAIN_STAGE_JOB, "stage2")],
         lambda: [(graph.EVALUATE_JOB, dg.MultiPartitionKey({"benchmark": b, "stage": st}))
                  for b in benchmarks for st in profile.evaluation.stages],
+        lambda: [(graph.BASELINE_JOB, dg.MultiPartitionKey({"benchmark": b, BASELINE_STAGE: m.name}))
+                 for b in benchmarks for m in profile.evaluation.baselines],
         lambda: [(graph.LEAKAGE_JOB, b) for b in benchmarks],
     ]
     for step in steps:
@@ -179,7 +198,7 @@ def _report(result, instance, name: str, elapsed: float) -> None:
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         partition = f"[{mat.partition}]" if mat.partition else ""
-        accounting = mat.metadata.get("accounting")
+        accounting = mat.metadata.get(f"{mat.partition}/accounting") or mat.metadata.get("accounting")  # a run of several: its own
         shown = accounting.value if accounting else ", ".join(
             f"{k} {_short(mat.metadata[k].value)}" for k in _SUMMARY if k in mat.metadata)
         lines.append(f"    {mat.asset_key.to_user_string()}{partition}: {shown}")
@@ -323,6 +342,41 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 1 if report["documents_flagged"] else 0
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """One of the profile's baselines scored on each of its benchmarks through the graph (benchmark_sets, then
+    baseline_scores), in this checkout's instance and HARE_HOME."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import dagster as dg
+    import polars as pl
+
+    from hare_assets.defs import graph
+    from hare_assets.defs.integrity.assets import BENCHMARK_SETS
+    from hare_assets.lib.lineage import BASELINE_STAGE, SCORES
+    from hare_assets.lib.profile import load_profile
+    from hare_assets.lib.storage import TableStore
+
+    profile = load_profile(args.profile)
+    names = [b.name for b in profile.evaluation.baselines]
+    if args.name not in names:
+        print(f"hare: profile {profile.name!r} has no baseline {args.name!r} (evaluation.baselines: {names or 'none'})", file=sys.stderr)
+        return 2
+    defs = graph.build_definitions(profile)
+    instance = _instance()
+    started = time.perf_counter()
+    for benchmark in profile.integrity.benchmarks:
+        for job, key, selection in ((graph.BENCHMARK_JOB, benchmark, [dg.AssetKey(BENCHMARK_SETS)]),
+                                    (graph.BASELINE_JOB, dg.MultiPartitionKey({"benchmark": benchmark, BASELINE_STAGE: args.name}), None)):
+            result = defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                                                 run_config=QUIET, asset_selection=selection)
+            _report(result, instance, f"{job}[{key}]", time.perf_counter() - started)
+            if not result.success:
+                return 1
+    tables = TableStore(hare_home())
+    rows = pl.concat([tables.read(SCORES, f"{b}__{args.name}") for b in profile.integrity.benchmarks])
+    print(rows.filter(pl.col("subset") == "all").select("benchmark", "metric", pl.col("value").round(4), pl.col("stderr").round(4), "n"))
+    return 0
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     from hare_assets.lib.generation.models import local_weights
     from hare_assets.lib.paths import models_dir
@@ -383,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     df.add_argument("b", nargs="?", help="the other checkpoint; left out: the one `a` continued from")
     df.add_argument("--json", action="store_true")
     df.set_defaults(func=cmd_diff)
+
+    bl = sub.add_parser("baseline", help="score one of the profile's evaluation.baselines on each of its benchmarks "
+                                         "(benchmark_sets, then baseline_scores) and print the scores")
+    bl.add_argument("name", help="the baseline's name in the profile")
+    bl.add_argument("--profile", default="demo")
+    bl.set_defaults(func=cmd_baseline)
 
     mo = sub.add_parser("model", help="prepare a model for the local generator and print the directory it loads from "
                                       "(a GGUF or a packaged model such as smollm2-135m-instruct is converted once)")

@@ -4,6 +4,13 @@ import os
 import shutil
 from pathlib import Path
 
+# Under pytest-xdist each worker gets its share of the cores for torch, the tokenizers and the jobs it starts (they
+# inherit the environment): two workers each running a model on every core spin against each other.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+
 import pytest
 
 from hare_assets.cli import main
@@ -68,7 +75,7 @@ SHARED_FIXTURES = {"demo_run", "corpora", "ray_cluster"}
 SHARED_MODULES = (
     "hare_assets_tests/test_demo.py", "hare_assets_tests/test_recovery.py", "hare_assets_tests/lib/test_shard_pools.py",
     "hare_assets_tests/defs/curate/test_ray_engine.py", "hare_assets_tests/defs/curate/test_real_corpora.py",
-    "hare_assets_tests/defs/integrity/test_real_integrity.py", "hare_assets_tests/defs/synthesize/test_real_model.py",
+    "hare_assets_tests/defs/integrity/test_real_integrity.py",
 )
 
 

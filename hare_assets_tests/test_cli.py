@@ -84,3 +84,8 @@ def test_dedup_unknown_file_is_a_message(tmp_path, capsys):
     (tmp_path / "x.xml").write_text("<a/>")
     assert main(["dedup", str(tmp_path / "x.xml")]) == 2
     assert "unknown format" in capsys.readouterr().err
+
+
+def test_baseline_names_the_profiles_baselines(capsys):
+    assert main(["baseline", "tinyllama", "--profile", "demo"]) == 2
+    assert "profile 'demo' has no baseline 'tinyllama' (evaluation.baselines: ['smollm2-135m-instruct'])" in capsys.readouterr().err

@@ -32,6 +32,7 @@ EXPECTED = {
     "packed_sequences": ("mixture", True),
     "checkpoint": ("model", True),
     "benchmark_scores": ("evaluate", True),
+    "baseline_scores": ("evaluate", True),
     "benchmark_paraphrases": ("evaluate", True),
     "leakage_report": ("evaluate", True),
 }
@@ -113,7 +114,7 @@ def test_partitions_topics_dynamic_tasks_static():
 def test_jobs_and_resources():
     assert {job.name for job in defs.jobs} >= {"scan_shards", "curate_block", "deduplicate_corpus", "finish_block",
                                                "cluster_topics", "synthesize_topic", "build_tasks", "load_benchmark",
-                                               "train_stage", "evaluate_checkpoint"}
+                                               "train_stage", "evaluate_checkpoint", "evaluate_baseline"}
     assert {"storage", "generator", "launcher"} <= set(defs.resources)
     assert {s.name for s in defs.sensors} == {"new_shards_sensor", "run_health_sensor"}
     assert {s.name for s in defs.schedules} == {"weekly_rebuild"}

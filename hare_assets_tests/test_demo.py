@@ -10,6 +10,8 @@ from hare_assets.lib.paths import DEMO_DIR
 from hare_assets.lib.profile import load_profile
 
 PLANTED = json.loads((DEMO_DIR / "planted.json").read_text())
+DEMO = load_profile("demo")
+SMOLLM2 = DEMO.generator.model  # the demo's generator, also its baseline
 
 
 @pytest.fixture
@@ -113,27 +115,55 @@ def test_topics_match_the_demo_subjects(demo_home):
     assert {"football", "soil", "telescope"} & words
 
 
-def test_synthetic_rows_trace_back_to_their_seeds(demo_home):
+def test_synthetic_rows_are_real_model_text_traced_to_their_seeds(demo_home):
+    """D2 is written by SmolLM2 for every topic in one batch; each reply is kept or removed with a reason, and a
+    kept one names its seed, topic, generator and prompt, and is not a copy of its seed."""
     store, _ = demo_home
-    d1 = store.read("deduplicated_documents", columns=["doc_id", "source", "shard", "row"])
+    d1 = store.read("deduplicated_documents", columns=["doc_id", "text"])
+    seed_text = dict(zip(d1["doc_id"], d1["text"]))
     assigned = store.read("topic_clusters__assignments")
+    kept = 0
     for topic in store.partitions("synthetic_documents"):
         rows = store.read("synthetic_documents", topic)
-        assert rows.height > 0 and (rows["topic"] == topic).all()
-        assert (rows["generator"] == "hare-offline-extractive-v1").all() and rows["prompt_version"].str.starts_with("d2/").all()
-        seeds = rows["seed_doc_ids"].explode()
-        assert set(seeds) <= set(assigned.filter(pl.col("topic") == topic)["doc_id"])  # seeds come from the topic
-        assert set(seeds) <= set(d1["doc_id"])  # ... and lead back to a source shard and row
+        removed = store.read("synthetic_documents__removed", topic)
+        assert rows.height + removed.height == DEMO.synthesis.seeds_per_topic, topic
+        assert (removed["reason"].str.len_chars() > 0).all() and (removed["detail"].str.len_chars() > 0).all()  # a rule, and why
+        kept += rows.height
+        assert (rows["topic"] == topic).all() and (rows["generator"] == SMOLLM2).all()
+        assert rows["prompt_version"].str.starts_with("d2/").all()
+        for row in rows.iter_rows(named=True):
+            [seed] = row["seed_doc_ids"]
+            assert seed in set(assigned.filter(pl.col("topic") == topic)["doc_id"])  # seeds come from the topic
+            assert row["text"][:80] not in seed_text[seed]  # ... lead back to D1, and were rewritten, not copied
+    assert kept >= len(store.partitions("synthetic_documents"))  # at least one per topic on average
+
+
+def test_replies_cut_at_their_token_cap_keep_whole_sentences(demo_home):
+    store, _ = demo_home
+    rows = pl.concat([store.read("synthetic_documents", t) for t in store.partitions("synthetic_documents")])
+    cut = rows.filter(pl.col("edits").list.contains("cut_at_max_tokens"))
+    assert cut.height >= 1  # 112 tokens is shorter than most of SmolLM2's documents
+    assert cut["text"].str.contains(r"[.!?…][\"'”’»)\]]*$").all()
 
 
 def test_tasks_are_rendered_and_short(demo_home):
+    """Every Restruct reply becomes a rendered item or a removal with a D3 reason; kept items are at most 512 tokens."""
     store, _ = demo_home
-    for task in ("qa", "mcq", "cloze", "summary", "news_topics"):
+    formats = {"qa": r"^Read the passage and answer the question\.\n\n(?s:.)+\nQuestion: .+\nAnswer: .+", "mcq": r"\nA\. .+\nB\. .+\nC\. .+\nD\. .+\nAnswer: [ABCD]\. ",
+               "cloze": r"^Fill in the blank\.\n.+\nAnswer: .+", "summary": r"^Summarize the following text\.\n(?s:.)+\nSummary: .+"}
+    kept = 0
+    for task, pattern in formats.items():
         rows = store.read("task_documents", task)
-        assert rows.height > 0, task
+        removed = store.read("task_documents__removed", task)
+        assert rows.height + removed.height == DEMO.tasks.seeds_per_task, task
+        assert set(removed["reason"]) <= {"malformed_json", "missing_field", "bad_options", "answer_not_in_options", "ungrounded",
+                                          "too_long"}, removed["reason"].to_list()
+        assert rows["text"].str.contains(pattern).all() and (rows["generator"] == SMOLLM2).all(), task
         assert (rows["meta"].str.json_path_match("$.tokens").cast(pl.Int64) <= 512).all()
-    assert store.read("task_documents", "mcq")["text"].str.contains(r"\nAnswer: [ABCD]\. ").all()
-    assert store.read("task_documents", "news_topics")["text"].str.ends_with("football").any()
+        kept += rows.height
+    assert kept >= DEMO.tasks.seeds_per_task  # a quarter of the replies or more survive the D3 rules
+    news = store.read("task_documents", "news_topics")
+    assert news.height == 220 and news["text"].str.ends_with("football").any()
 
 
 def test_one_topic_partition_materializes_alone(demo_home):
@@ -141,14 +171,13 @@ def test_one_topic_partition_materializes_alone(demo_home):
     import dagster as dg
 
     from hare_assets.defs.graph import build_definitions
-    from hare_assets.lib.profile import load_profile
 
     store, root = demo_home
     instance = dg.DagsterInstance.get()  # the demo's instance (DAGSTER_HOME is the test's folder)
     topic = instance.get_dynamic_partitions("topics")[2]
     others = {t: store.read("synthetic_documents", t) for t in store.partitions("synthetic_documents") if t != topic}
     store.delete("synthetic_documents", topic)
-    defs = build_definitions(load_profile("demo"), home=store.root)
+    defs = build_definitions(DEMO, home=store.root)
     result = dg.materialize(list(defs.assets), selection=["synthetic_documents"], partition_key=topic,
                             resources=dict(defs.resources), instance=instance)
     assert result.success
@@ -212,7 +241,7 @@ def test_checkpoints_reload_generate_and_record_their_lineage(demo_home):
     records = pl.concat([store.read("checkpoints", p) for p in store.partitions("checkpoints")])
     stage1, stage2 = (records.filter(pl.col("stage") == s).row(0, named=True) for s in ("stage1", "stage2"))
     assert stage2["init_from"] == stage1["checkpoint_id"] and stage1["init_from"] is None
-    training = load_profile("demo").training
+    training = DEMO.training
     assert stage2["final_loss"] < stage1["final_loss"] + 1.0
     assert (stage1["steps"], stage2["steps"]) == (training.stage1.max_steps, training.stage2.max_steps)
     for rec in (stage1, stage2):  # each checkpoint id trains in its own run folder
@@ -227,7 +256,7 @@ def test_checkpoints_reload_generate_and_record_their_lineage(demo_home):
     assert out.shape[1] == ids.shape[1] + 8
     trained_on = store.read("checkpoints__manifest", stage2["checkpoint_id"])  # the stage's mixture, shard by shard
     assert trained_on.equals(store.read("training_mixture__manifest", "stage2"))
-    assert trained_on["tokens"].sum() >= load_profile("demo").mixture.stage2.tokens
+    assert trained_on["tokens"].sum() >= DEMO.mixture.stage2.tokens
 
 
 def test_scores_per_stage_with_clean_and_contaminated_subsets(demo_home):
@@ -242,12 +271,34 @@ def test_scores_per_stage_with_clean_and_contaminated_subsets(demo_home):
         assert samples.height == 50 and samples["item_id"].str.starts_with("demo-").all()
 
 
+def test_a_baseline_is_scored_beside_the_checkpoints_and_compared(demo_home, capsys):
+    """The generator itself (SmolLM2-135M-Instruct) scored on demo_mc through the same lm-eval path: its rows stand
+    in benchmark_scores beside the stages', and `hare diff` compares it with a checkpoint item by item."""
+    store, _ = demo_home
+    scores = store.read("benchmark_scores", f"demo_mc__{SMOLLM2}")
+    own = scores.filter((pl.col("metric") == "acc") & (pl.col("subset") == "all")).row(0, named=True)
+    assert own["checkpoint_id"] == f"baseline-{SMOLLM2}" and own["n"] == 50
+    stage2 = store.read("benchmark_scores", "demo_mc__stage2").filter((pl.col("metric") == "acc") & (pl.col("subset") == "all"))
+    assert own["value"] > stage2["value"][0]  # 135M parameters trained on 2T tokens against a 9M model on 31k tokens
+    capsys.readouterr()
+    assert main(["diff", SMOLLM2, "stage2", "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert diff["a"]["checkpoint_id"] == f"baseline-{SMOLLM2}" and diff["a"]["stage"] == "baseline"
+    [acc] = [s for s in diff["scores"] if (s["metric"], s["subset"]) == ("acc", "all")]
+    assert (acc["a"], acc["b"]) == (own["value"], stage2["value"][0])
+    [items] = diff["items"]
+    assert items["higher"] - items["lower"] == round((acc["b"] - acc["a"]) * 50)
+    assert {r["dataset"]: r["a"] for r in diff["tokens_by_dataset"]} == {"d1": 0, "d2": 0, "d3": 0}  # no training data of ours
+
+
 def test_leakage_report_has_table_6_per_split(demo_home):
     store, _ = demo_home
     paraphrases = store.read("benchmark_paraphrases", "demo_mc")
-    assert paraphrases.height == 60 and (paraphrases["text"] != paraphrases["paraphrase"]).all()
+    items = DEMO.integrity.leakage.items_per_benchmark
+    assert paraphrases.height == items and (paraphrases["text"] != paraphrases["paraphrase"]).all()
+    assert (paraphrases["generator"] == SMOLLM2).all()
     table = store.read("leakage_report", "demo_mc")
-    assert set(table["split"]) == {"test", "validation"} and table["items"].sum() == 60
+    assert set(table["split"]) <= {"test", "validation"} and table["items"].sum() == items
     assert ((table["delta"] - (table["D"] - table["D_prime"])).abs() < 1e-9).all()
     assert (table["ppl_original"] > 1).all()
 

@@ -38,7 +38,7 @@ EAGER = (
     "contamination_hits", "document_tokens", "training_mixture", "packed_sequences",
 )  # fmt: skip
 ON_SCHEDULE = (
-    "benchmark_sets", "synthetic_documents", "task_documents", "checkpoint", "benchmark_scores",
+    "benchmark_sets", "synthetic_documents", "task_documents", "checkpoint", "benchmark_scores", "baseline_scores",
     "benchmark_paraphrases", "leakage_report",
 )  # fmt: skip
 

@@ -8,7 +8,7 @@ from hare_assets.defs.curate.assets import CLEAN, DECISIONS, DEDUP, SIGNATURES, 
 from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.curate.topics import CLUSTERS, EMBEDDINGS, TOPIC_DOCUMENTS, build_topic_assets
 from hare_assets.defs.evaluate.leakage import LEAKAGE, PARAPHRASES, build_leakage_assets
-from hare_assets.defs.evaluate.scores import build_score_assets
+from hare_assets.defs.evaluate.scores import BASELINE_SCORES, build_score_assets
 from hare_assets.defs.ingest.assets import RAW, build_ingest_assets
 from hare_assets.defs.integrity.assets import BENCHMARK_SETS, DECONTAMINATED, HITS, INDEX, build_integrity_assets
 from hare_assets.defs.integrity.partitions import benchmark_partitions
@@ -31,6 +31,7 @@ BUILD_TASKS_JOB = "build_tasks"
 BENCHMARK_JOB = "load_benchmark"
 TRAIN_STAGE_JOB = "train_stage"
 EVALUATE_JOB = "evaluate_checkpoint"
+BASELINE_JOB = "evaluate_baseline"
 LEAKAGE_JOB = "check_leakage"
 HITS_JOB = "contamination_report"
 
@@ -88,6 +89,8 @@ def build_definitions(profile: Profile, home: str | None = None) -> dg.Definitio
         job(LEAKAGE_JOB, selection=select(LEAKAGE), description="BenBench-style leakage check of one benchmark."),
         job(HITS_JOB, selection=select(HITS), description="Collect every benchmark hit with its lineage."),
     ]
+    if profile.evaluation.baselines:
+        jobs.append(job(BASELINE_JOB, selection=select(BASELINE_SCORES), description="lm-eval on one benchmark × baseline model."))
     sensors, schedules = build_automation(profile, CURATE_BLOCK_JOB)
     return dg.Definitions(
         assets=assets,

@@ -56,13 +56,13 @@ class ShardEngine(dg.ConfigurableResource):
 
 
 class GeneratorResource(dg.ConfigurableResource):
-    """The LLM behind D2/D3 and the benchmark paraphrases: `offline` (deterministic, extractive, no
+    """The LLM behind D2/D3 and the benchmark paraphrases: `extractive` (a deterministic stand-in with no
     model), `openai` (any OpenAI-compatible server such as `vllm serve`), `transformers` (a local
     model directory, a hub id, a GGUF, or a packaged model such as `smollm2-135m-instruct`) or `vllm`
     (offline batches on a GPU). Replies are cached in SQLite by
     (backend, model, prompt, sampling), so an interrupted partition resumes without regenerating."""
 
-    backend: str = "offline"
+    backend: str = "extractive"
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = Field(default=None, description="set from an environment variable with dg.EnvVar; never logged")

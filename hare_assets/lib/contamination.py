@@ -121,13 +121,13 @@ def decontaminate(frame: pl.DataFrame, index: NgramIndex, rule: DecontamRule, da
                 "benchmark": h.benchmark, "split": h.split, "item_id": h.item_id, "matched_ngrams": h.matched_ngrams,
                 "item_share": h.item_share, "rate": rate, "action": action,
             })
-    gone = pl.Series("removed", removed)
+    gone = pl.Series("removed", removed, dtype=pl.Boolean)  # typed: an empty partition (no D2 survived) is a frame too
     edited = frame.with_columns(pl.Series("text", texts, dtype=pl.String))
     if edits is not None:
         edited = edited.with_columns(pl.Series("edits", edits, dtype=frame.schema["edits"]))
     return Decontaminated(
         kept=edited.filter(~gone),
-        removed=frame.filter(gone).with_columns(pl.lit(REASON).alias("reason"), pl.Series("detail", details).filter(gone)),
+        removed=frame.filter(gone).with_columns(pl.lit(REASON).alias("reason"), pl.Series("detail", details, dtype=pl.String).filter(gone)),
         hits=pl.DataFrame(hit_rows, schema=HITS),
         rates=pl.Series("rate", batch.rates),
     )

@@ -33,6 +33,8 @@ SCORES = "benchmark_scores"
 SCORES_HISTORY = "benchmark_scores__history"
 SAMPLES_HISTORY = "benchmark_scores__samples_history"  # per checkpoint and benchmark: item_id, split, score
 HITS = "contamination_hits"
+BASELINES = "baselines"  # one row per external model scored beside the checkpoints (CHECKPOINT_SCHEMA, stage "baseline")
+BASELINE_STAGE = "baseline"
 # The per-source tables that account for D1 rows, in pipeline order: (stage, kept table, removed tables).
 D1_STAGES = (
     ("raw_documents", "raw_documents", ("raw_documents__quarantine",)),
@@ -91,6 +93,17 @@ def checkpoint_record(ckpt_id: str, stage: str, config: Any, result: dict, paren
     }
 
 
+def baseline_id(name: str) -> str:
+    return f"{BASELINE_STAGE}-{name}"
+
+
+def baseline_record(name: str, model: str, path: str) -> dict:
+    """One `baselines` row: an external model stands in the same history as the checkpoints, with no training."""
+    return {**{k: None for k in CHECKPOINT_SCHEMA}, "checkpoint_id": baseline_id(name), "stage": BASELINE_STAGE, "path": path,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "preset": name,
+            "settings": json.dumps({"baseline": {"name": name, "model": model}})}
+
+
 def accounting_snapshot(tables: TableStore) -> pl.DataFrame:
     """Rows per D1 stage and source: `kept`, or removed/quarantined with the reason (current tables)."""
     rows: list[dict] = []
@@ -133,9 +146,21 @@ def latest_checkpoint(tables: TableStore, stage: str) -> dict | None:
     return rows.row(-1, named=True) if rows.height else None
 
 
+def models(tables: TableStore) -> pl.DataFrame:
+    """The trained checkpoints and the scored baselines."""
+    baselines = _all(tables, BASELINES)
+    if baselines is None:
+        return checkpoints(tables)
+    trained = checkpoints(tables) if tables.partitions(CHECKPOINTS) else None
+    return pl.concat([f for f in (trained, baselines) if f is not None], how="diagonal_relaxed")
+
+
 def resolve(tables: TableStore, ref: str) -> dict:
-    """A checkpoint by id, unique id prefix, stage name (the newest of that stage) or `stage~N` (N before it)."""
-    rows = checkpoints(tables)
+    """A checkpoint by id, unique id prefix, stage name (the newest of that stage) or `stage~N` (N before it);
+    a baseline by its id or its name in the profile."""
+    rows = models(tables)
+    if baseline_id(ref) in set(rows["checkpoint_id"]):
+        ref = baseline_id(ref)
     stage, _, back = ref.partition("~")
     if stage in set(rows["stage"]):
         of_stage = rows.filter(pl.col("stage") == stage)
@@ -147,7 +172,8 @@ def resolve(tables: TableStore, ref: str) -> dict:
     if matches.height == 1:
         return matches.row(0, named=True)
     known = ", ".join(rows["checkpoint_id"].to_list())
-    raise LineageError(f"{ref!r} names {'several' if matches.height else 'no'} checkpoint(s); known: {known}; or a stage (stage2, stage2~1)")
+    raise LineageError(f"{ref!r} names {'several' if matches.height else 'no'} checkpoint(s); known: {known}; or a stage (stage2, stage2~1) "
+                       "or a baseline's name")
 
 
 def scores(tables: TableStore, ckpt_id: str) -> pl.DataFrame:
@@ -217,6 +243,9 @@ def previous_evaluated(tables: TableStore, stage: str, benchmark: str, ckpt_id: 
 def explain(tables: TableStore, benchmark: str, ref: str | None = None, top: int = 5) -> dict:
     """Everything behind one benchmark score, as a JSON-able dict (`render_explain` prints it)."""
     ckpt = evaluated_checkpoint(tables, benchmark, ref)
+    if ckpt["stage"] == BASELINE_STAGE:
+        raise LineageError(f"{ckpt['checkpoint_id']} is an external model ({json.loads(ckpt['settings'])['baseline']['model']}): "
+                           f"it has scores but no training data here to trace; `hare diff {ckpt['checkpoint_id']} stage2` compares it")
     chain = [ckpt]
     while chain[-1].get("init_from"):
         chain.append(resolve(tables, chain[-1]["init_from"]))
@@ -321,6 +350,14 @@ def continued_from(tables: TableStore, ref: str) -> str:
     return parent["checkpoint_id"]
 
 
+def _manifest(tables: TableStore, model: dict) -> pl.DataFrame:
+    """The tokens behind a checkpoint; none for a baseline (its training data is not ours to list)."""
+    if model["stage"] != BASELINE_STAGE:
+        return _table_for(tables, CHECKPOINT_MANIFESTS, model["checkpoint_id"])
+    schema = {"dataset": pl.String, "source": pl.String, "shard": pl.String, "topic": pl.String, "tokens": pl.Int64}
+    return pl.DataFrame(schema=schema)
+
+
 def diff(tables: TableStore, ref_a: str, ref_b: str) -> dict:
     """What changed from checkpoint a to b: scores, data behind them, settings."""
     a, b = resolve(tables, ref_a), resolve(tables, ref_b)
@@ -328,7 +365,7 @@ def diff(tables: TableStore, ref_a: str, ref_b: str) -> dict:
     keys = ["benchmark", "metric", "subset"]
     score_delta = (sa.select(*keys, pl.col("value").alias("a")).join(sb.select(*keys, pl.col("value").alias("b")), on=keys, how="full", coalesce=True)
                    .with_columns((pl.col("b") - pl.col("a")).alias("delta")).sort(keys))
-    ma, mb = _table_for(tables, CHECKPOINT_MANIFESTS, a["checkpoint_id"]), _table_for(tables, CHECKPOINT_MANIFESTS, b["checkpoint_id"])
+    ma, mb = _manifest(tables, a), _manifest(tables, b)
 
     def per(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
         return frame.group_by(by).agg(pl.col("tokens").sum())
@@ -368,9 +405,12 @@ def diff(tables: TableStore, ref_a: str, ref_b: str) -> dict:
 
 def render_diff(d: dict, top: int = 15) -> str:
     a, b = d["a"], d["b"]
-    lines = [f"a = {a['checkpoint_id']} ({a['stage']}, {a['created_at']}, {a['steps']} steps, loss {a['final_loss']:.3f})",
-             f"b = {b['checkpoint_id']} ({b['stage']}, {b['created_at']}, {b['steps']} steps, loss {b['final_loss']:.3f})",
-             "scores (b - a):"]
+    def line(side: str, m: dict) -> str:
+        if m["stage"] == BASELINE_STAGE:
+            return f"{side} = {m['checkpoint_id']} (external baseline, scored {m['created_at']}; no training data recorded)"
+        return f"{side} = {m['checkpoint_id']} ({m['stage']}, {m['created_at']}, {m['steps']} steps, loss {m['final_loss']:.3f})"
+
+    lines = [line("a", a), line("b", b), "scores (b - a):"]
     for s in d["scores"]:
         fmt = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
         lines.append(f"  {s['benchmark']} {s['metric']} [{s['subset']}]: {fmt(s['a'])} -> {fmt(s['b'])} ({'+' if (s['delta'] or 0) >= 0 else ''}{fmt(s['delta'])})")

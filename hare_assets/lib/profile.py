@@ -243,17 +243,19 @@ class SamplingConfig(_Strict):
     repetition_penalty: float = Field(1.0, gt=0, description="1.0: none; small instruct models loop less at 1.1-1.2")
     seed: int | None = 0
 
-    def request_fields(self, max_tokens: int | None = None) -> dict[str, Any]:
-        """The GenerationRequest fields these settings fill; `max_tokens` caps the profile's."""
+    def request_fields(self, max_tokens: int | None = None, **overrides: float | None) -> dict[str, Any]:
+        """The GenerationRequest fields these settings fill; `max_tokens` caps the profile's, and a stage's own
+        `overrides` (those not None) replace the generator's."""
         cap = self.max_tokens if max_tokens is None else min(self.max_tokens, max_tokens)
-        return {"max_tokens": cap, "temperature": self.temperature, "top_p": self.top_p,
-                "repetition_penalty": self.repetition_penalty, "seed": self.seed}
+        fields = {"max_tokens": cap, "temperature": self.temperature, "top_p": self.top_p,
+                  "repetition_penalty": self.repetition_penalty, "seed": self.seed}
+        return {**fields, **{k: v for k, v in overrides.items() if v is not None}}
 
 
 class GeneratorConfig(_Strict):
     """One generator for all synthesis: HARE's "data quality consistency"."""
 
-    backend: Literal["offline", "openai", "transformers", "vllm"] = "offline"
+    backend: Literal["extractive", "openai", "transformers", "vllm"] = "extractive"
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = Field(None, description="name of the environment variable holding the API key")
@@ -268,7 +270,7 @@ class GeneratorConfig(_Strict):
 
     @model_validator(mode="after")
     def _backend_settings(self) -> GeneratorConfig:
-        if self.backend != "offline" and not self.model:
+        if self.backend != "extractive" and not self.model:
             raise ValueError(f"generator.backend {self.backend!r} needs generator.model")
         if self.backend == "openai" and not self.base_url:
             raise ValueError("generator.backend 'openai' needs generator.base_url (e.g. http://127.0.0.1:8000/v1)")
@@ -331,6 +333,9 @@ class TasksConfig(_Strict):
     prompt_version: str = "v2"  # v2: the mcq answer is the option's letter
     structured_output: bool = Field(True, description="ask for each task's JSON schema: constrained decoding where the "
                                     "backend has it (transformers, vLLM, response_format on OpenAI-compatible servers)")
+    temperature: float | None = Field(None, ge=0, description="null: the generator's")
+    repetition_penalty: float = Field(1.0, gt=0, description="JSON repeats its quotes, commas and brackets; penalising "
+                                      "repeats garbles it, so D3 asks without the generator's penalty unless set here")
     seed: int = 0
     open: list[OpenTaskConfig] = Field(default_factory=list)
 
@@ -489,8 +494,16 @@ class TrainingConfig(_Strict):
         return getattr(self, name)
 
 
+class BaselineConfig(_Strict):
+    """An external model scored through the same lm-eval path as the checkpoints (HARE's results table compares the
+    model with TinyLlama, OpenELM, H2O-danube, …)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="partition key and the name `hare diff` takes")
+    model: str = Field(description="an HF directory, a hub id, a .gguf file or a packaged model's short name")
+
+
 class EvaluationConfig(_Strict):
-    """lm-eval over each checkpoint: `hf` on CPU or GPU, `vllm` on a GPU (extra `gpu`). `limit`
+    """lm-eval over each checkpoint and baseline: `hf` on CPU or GPU, `vllm` on a GPU (extra `gpu`). `limit`
     caps items per task (smoke runs); null evaluates everything."""
 
     backend: Literal["hf", "vllm"] = "hf"
@@ -500,6 +513,14 @@ class EvaluationConfig(_Strict):
     num_threads: int | None = None
     max_gen_toks: int | None = Field(None, description="generation cap for generative tasks (GSM8K); null: lm-eval's 256")
     stages: list[Literal["stage1", "stage2"]] = Field(default_factory=lambda: ["stage1", "stage2"], min_length=1)
+    baselines: list[BaselineConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_baselines(self) -> EvaluationConfig:
+        names = [b.name for b in self.baselines]
+        if len(names) != len(set(names)):
+            raise ValueError(f"baseline names must be unique (they are partition keys): {names}")
+        return self
 
 
 class Profile(_Strict):

@@ -15,16 +15,17 @@ import polars as pl
 import xxhash
 
 from hare_assets.lib import schemas
-from hare_assets.lib.generation import GenerationRequest, GenerationResult, Generator
+from hare_assets.lib.generation import GenerationRequest, GenerationResult
 from hare_assets.lib.profile import Profile
 from hare_assets.lib.prompts import load_template
 from hare_assets.lib.readers import doc_id
 from hare_assets.lib.tasks import TaskRejected, parse_restruct, render_restruct, response_schema
-from hare_assets.lib.text_rules import clean_document
+from hare_assets.lib.text_rules import TERMINAL, clean_document, cut_to_last_sentence
 from hare_assets.lib.tokenizer import token_counts
 
 GENERATION_FAILED = "generation_failed"
 TOO_LONG = "too_long"
+CUT_AT_MAX_TOKENS = "cut_at_max_tokens"  # edit: a reply that hit its token cap loses its unfinished last sentence
 
 
 def stable_sample(frame: pl.DataFrame, n: int, salt: str) -> pl.DataFrame:
@@ -74,17 +75,12 @@ def _row(text: str, source: str, shard: str, row: int, meta: dict, topic: str | 
     }
 
 
-def synthesize_topic(
-    topic: str,
-    keywords: list[str],
-    docs: pl.DataFrame,
-    profile: Profile,
-    generator: Generator,
-) -> Built:
-    """D2 for one topic: sample seeds, prompt in a style chosen per seed source, check the outputs."""
+def topic_requests(topic: str, keywords: list[str], docs: pl.DataFrame, profile: Profile) -> list[GenerationRequest]:
+    """D2 for one topic: sample seeds, prompt in a style chosen per seed source. The requests of several
+    topics go to the generator together (one batch), then `topic_rows` checks each topic's replies."""
     cfg, sampling = profile.synthesis, profile.generator.sampling
     seeds = stable_sample(docs, cfg.seeds_per_topic, f"{cfg.seed}:{topic}")
-    requests, prompts = [], []
+    requests = []
     for seed in seeds.iter_rows(named=True):
         style = _pick(cfg.styles_by_source.get(seed["source"], cfg.styles), seed["doc_id"])
         template = load_template("d2", style, cfg.prompt_version)
@@ -92,23 +88,29 @@ def synthesize_topic(
         requests.append(GenerationRequest(
             prompt=template.render(seed=extract, topic=", ".join(keywords[:6]) or topic),
             system=template.system, **sampling.request_fields(cfg.max_tokens), task=style, seed_text=seed["text"],
-            meta={"seed_doc_id": seed["doc_id"], "style": style},
+            meta={"seed_doc_id": seed["doc_id"], "style": style, "prompt": template.id},
         ))
-        prompts.append(template.id)
-    results = generator.generate(requests)
+    return requests
+
+
+def topic_rows(topic: str, requests: list[GenerationRequest], results: list[GenerationResult], profile: Profile, model: str) -> Built:
+    """D2 rows of one topic from its replies: the D1 quality rules and a token-length cap."""
+    cfg = profile.synthesis
     built = Built()
-    texts = [r.text or "" for r in results]
-    lengths = token_counts(texts)
+    texts = [_finished(r, q) for r, q in zip(results, requests, strict=True)]
+    lengths = token_counts([t or "" for t, _ in texts])
     quality = profile.clean.quality
-    for i, (result, request, prompt, n_tokens) in enumerate(zip(results, requests, prompts, lengths)):
+    for i, (result, request, (text, cut), n_tokens) in enumerate(zip(results, requests, texts, lengths)):
         base = {"source": "synthetic", "shard": f"topic={topic}", "row": i}
         if not result.ok:
             built.quarantine.append({**base, "reason": GENERATION_FAILED, "detail": result.error or "", "raw": request.prompt[:500]})
             continue
         meta = {"style": request.meta["style"], "tokens": n_tokens, "cached": result.cached}
-        checked = clean_document(result.text, profile.clean, quality)
+        checked = clean_document(text, profile.clean, quality)
+        if cut:
+            checked.edits.insert(0, CUT_AT_MAX_TOKENS)
         row = _row(checked.text if checked.reason is None else result.text, "synthetic", base["shard"], i, meta, topic,
-                   [request.meta["seed_doc_id"]], generator.backend.model, prompt, checked.edits)
+                   [request.meta["seed_doc_id"]], model, request.meta["prompt"], checked.edits)
         if checked.reason is None and n_tokens > cfg.max_tokens:
             checked.reason, checked.detail = TOO_LONG, f"{n_tokens} tokens > synthesis.max_tokens={cfg.max_tokens}"
         if checked.reason is None:
@@ -118,30 +120,41 @@ def synthesize_topic(
     return built
 
 
-def restruct_tasks(kind: str, seeds: pl.DataFrame, profile: Profile, generator: Generator) -> Built:
-    """D3 Restruct: one task item per synthetic seed, validated, rendered, length-checked."""
+def _finished(result: GenerationResult, request: GenerationRequest) -> tuple[str | None, bool]:
+    """A reply that stopped at its token cap mid-sentence loses the unfinished sentence (True: it was cut)."""
+    text = result.text
+    if text and result.completion_tokens >= request.max_tokens and not text.rstrip().endswith(TERMINAL):
+        cut = cut_to_last_sentence(text)
+        if cut:
+            return cut, True
+    return text, False
+
+
+def restruct_requests(kind: str, seeds: pl.DataFrame, profile: Profile) -> list[GenerationRequest]:
+    """D3 Restruct: one task item per synthetic seed, asked for as the task's JSON (`restruct_rows` checks the replies)."""
     cfg, sampling = profile.tasks, profile.generator.sampling
     picked = stable_sample(seeds, cfg.seeds_per_task, f"{cfg.seed}:{kind}")
     template = load_template("d3", kind, cfg.prompt_version)
     schema = response_schema(kind) if cfg.structured_output else None
-    requests, passages = [], []
+    requests = []
     for seed in picked.iter_rows(named=True):
         passage = snippet(seed["text"], 180)
-        passages.append(passage)
         requests.append(GenerationRequest(
-            prompt=template.render(seed=passage), system=template.system, **sampling.request_fields(cfg.max_tokens), task=kind,
+            prompt=template.render(seed=passage), system=template.system, task=kind,
+            **sampling.request_fields(cfg.max_tokens, temperature=cfg.temperature, repetition_penalty=cfg.repetition_penalty),
             seed_text=passage, response_schema=schema,
-            meta={"seed_doc_id": seed["doc_id"], "topic": seed["topic"]},
+            meta={"seed_doc_id": seed["doc_id"], "topic": seed["topic"], "prompt": template.id},
         ))
-    results = generator.generate(requests)
-    return _task_rows(kind, results, requests, passages, template.id, generator.backend.model, cfg.max_tokens)
+    return requests
 
 
-def _task_rows(kind: str, results: list[GenerationResult], requests: list[GenerationRequest], passages: list[str],
-               prompt: str, model: str, max_tokens: int) -> Built:
+def restruct_rows(kind: str, requests: list[GenerationRequest], results: list[GenerationResult], profile: Profile, model: str) -> Built:
+    """D3 rows of one task from its replies: validated, rendered, length-checked."""
+    max_tokens = profile.tasks.max_tokens
     built = Built()
     rendered: list[tuple[int, str | None, str, str]] = []
-    for i, (result, request, passage) in enumerate(zip(results, requests, passages)):
+    for i, (result, request) in enumerate(zip(results, requests, strict=True)):
+        passage = request.seed_text
         base = {"source": f"task:{kind}", "shard": f"task={kind}", "row": i}
         if not result.ok:
             built.quarantine.append({**base, "reason": GENERATION_FAILED, "detail": result.error or "", "raw": request.prompt[:500]})
@@ -155,7 +168,7 @@ def _task_rows(kind: str, results: list[GenerationResult], requests: list[Genera
     for (i, reason, detail, text), n_tokens in zip(rendered, lengths):
         request = requests[i]
         row = _row(text, f"task:{kind}", f"task={kind}", i, {"tokens": n_tokens}, request.meta["topic"],
-                   [request.meta["seed_doc_id"]], model, prompt)
+                   [request.meta["seed_doc_id"]], model, request.meta["prompt"])
         if reason is None and n_tokens > max_tokens:
             reason, detail = TOO_LONG, f"{n_tokens} tokens > tasks.max_tokens={max_tokens}"
         (built.kept.append(row) if reason is None else built.removed.append({**row, "reason": reason, "detail": detail}))

@@ -318,6 +318,16 @@ def _ends_complete(text: str) -> bool:
     return text.rstrip().endswith(TERMINAL)
 
 
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s|$)")
+
+
+def cut_to_last_sentence(text: str) -> str | None:
+    """A generated text that stopped at its token cap, without its unfinished last sentence (None when no
+    sentence was finished). Generators stop mid-sentence at `max_tokens`; the finished part is a document."""
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else None
+
+
 def _trim_dangling_tail(text: str, max_share: float) -> str | None:
     """Drop trailing lines that end no sentence (sign-offs, "Post a Comment", a cut-off line)
     when they hold at most `max_share` of the words; None when the text would lose more."""

@@ -1,5 +1,6 @@
 import polars as pl
 
+from hare_assets.lib import schemas
 from hare_assets.lib.benchmarks import BenchmarkItem
 from hare_assets.lib.contamination import EXCISED, REASON, contamination_matrix, decontaminate, root_documents, rule_for
 from hare_assets.lib.decontam import DecontamRule, NgramIndex
@@ -81,3 +82,11 @@ def test_matrix_counts_documents_per_benchmark_dataset_source_topic():
         "action": ["removed", "removed", "excised", "kept"]})
     m = contamination_matrix(hits)
     assert m.rows() == [("b", "d1", "web", None, 2, 1, 1, 2), ("c", "d2", "synthetic", "t1", 1, 0, 0, 1)]
+
+
+def test_an_empty_partition_decontaminates_to_empty_tables():
+    """A topic whose every generated document was removed upstream still gets its (empty) D2 partition."""
+    empty = schemas.frame([], schemas.SYNTHETIC)
+    out = decontaminate(empty, INDEX, DecontamRule(n=13, min_item_share=0.8), "d2")
+    assert (out.kept.height, out.removed.height, out.hits.height) == (0, 0, 0)
+    assert out.kept.schema == empty.schema and out.removed.columns == [*empty.columns, "reason", "detail"]

@@ -5,7 +5,9 @@ import json
 import polars as pl
 import pytest
 
+from hare_assets.lib.contamination import HITS as HIT_SCHEMA
 from hare_assets.lib.lineage import (
+    BASELINES,
     CHECKPOINT_ACCOUNTING,
     CHECKPOINT_MANIFESTS,
     CHECKPOINT_SCHEMA,
@@ -14,13 +16,13 @@ from hare_assets.lib.lineage import (
     SAMPLES_HISTORY,
     SCORES_HISTORY,
     LineageError,
+    baseline_record,
     diff,
     explain,
     render_diff,
     render_explain,
     resolve,
 )
-from hare_assets.lib.contamination import HITS as HIT_SCHEMA
 from hare_assets.lib.storage import TableStore
 
 
@@ -109,6 +111,28 @@ def test_a_score_is_compared_with_the_previous_checkpoint_of_its_stage(store):
     assert previous_evaluated(store, "stage2", "arc", "stage2-cccc") == "stage2-bbbb"
     assert previous_evaluated(store, "stage2", "arc", "stage2-bbbb") is None
     assert previous_evaluated(store, "stage1", "arc", "stage1-aaaa") is None
+
+
+def test_a_baseline_is_named_and_compared_like_a_checkpoint(store):
+    """An external model's scores stand in the same history: `hare diff NAME stage2` compares it item by item,
+    with no training data on its side; explaining it says why there is nothing to trace."""
+    store.write(BASELINES, pl.DataFrame([baseline_record("tiny", "org/tiny-model", "/models/tiny")], schema=CHECKPOINT_SCHEMA), "tiny")
+    store.write(SCORES_HISTORY, pl.DataFrame([{"benchmark": "arc", "stage": "tiny", "checkpoint_id": "baseline-tiny", "metric": "acc_norm",
+                                               "subset": "all", "value": 0.25, "stderr": 0.01, "n": 100}]), "baseline-tiny__arc")
+    store.write(SAMPLES_HISTORY, pl.DataFrame({"split": ["test"] * 5, "item_id": [f"arc/{i}" for i in range(5)],
+                                               "score": [0.0, 0.0, 1.0, 1.0, 1.0]}), "baseline-tiny__arc")
+    assert resolve(store, "tiny")["checkpoint_id"] == "baseline-tiny" == resolve(store, "baseline-tiny")["checkpoint_id"]
+    assert resolve(store, "stage2")["checkpoint_id"] == "stage2-cccc"  # stages still name the newest checkpoint
+    d = diff(store, "tiny", "stage2")
+    [score] = [s for s in d["scores"] if s["subset"] == "all"]
+    assert (score["a"], score["b"]) == (0.25, 0.27)
+    [items] = d["items"]
+    assert (items["higher"], items["lower"], items["same"]) == (1, 2, 2)
+    assert d["tokens_by_dataset"] == [{"dataset": "d1", "a": 0, "b": 500, "delta": 500}, {"dataset": "d2", "a": 0, "b": 500, "delta": 500}]
+    text = render_diff(d)
+    assert text.startswith("a = baseline-tiny (external baseline, scored ") and "arc acc_norm [all]: 0.2500 -> 0.2700" in text
+    with pytest.raises(LineageError, match="external model .org/tiny-model.: it has scores but no training data"):
+        explain(store, "arc", "tiny")
 
 
 def test_checkpoint_ids_follow_config_data_and_parent_not_paths():

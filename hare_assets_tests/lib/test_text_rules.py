@@ -5,6 +5,7 @@ import pytest
 from hare_assets.lib.profile import Boilerplate, CleanConfig, QualityRules
 from hare_assets.lib.text_rules import (
     clean_document,
+    cut_to_last_sentence,
     detokenize,
     mask_pii,
     quality_violation,
@@ -106,3 +107,10 @@ def test_one_line_wire_item_ending_in_ellipsis_is_not_an_ellipsis_list():
     assert quality_violation(item, RULES.model_copy(update={"min_words": 10})) is None
     listing = "\n".join(f"Read story {i} about the match and the players from last night in the old city..." for i in range(4))
     assert quality_violation(listing, RULES.model_copy(update={"min_words": 5, "max_duplicate_line_ratio": None, "max_duplicate_line_char_ratio": None, "max_top_ngram_char_ratio": {}, "max_duplicate_ngram_char_ratio": {}}))[0] == "ellipsis_lines"
+
+
+def test_a_reply_cut_at_its_token_cap_keeps_its_finished_sentences():
+    assert cut_to_last_sentence('Bees dance. They said "go west." Then the hive moved to') == 'Bees dance. They said "go west."'
+    assert cut_to_last_sentence("It costs 3.5 euros. The price of a") == "It costs 3.5 euros."  # a decimal point ends nothing
+    assert cut_to_last_sentence("Is it true? Yes! And so") == "Is it true? Yes!"
+    assert cut_to_last_sentence("no sentence ends in this fragment") is None

@@ -15,6 +15,7 @@ from hare_assets.defs.curate.assets import DEDUP
 from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.metadata import frame_markdown, png_markdown
+from hare_assets.defs.ranges import backfill_policy, each_partition
 from hare_assets.defs.resources import HareStorage
 from hare_assets.lib import schemas
 from hare_assets.lib.accounting import Account
@@ -237,14 +238,16 @@ def build_topic_assets(profile: Profile) -> list[dg.AssetsDefinition]:
         group_name="curate",
         kinds={"parquet", "polars"},
         check_specs=[accounting_spec(TOPIC_DOCUMENTS)],
+        backfill_policy=backfill_policy(),
         description=(
             "The deduplicated D1 documents of one topic with a diversity-balancing sampling weight: no topic takes "
             "more than topics.cap_share of what is sampled from D1."
         ),
     )
     def topic_documents(context: dg.AssetExecutionContext, storage: HareStorage):
-        topic = context.partition_key
-        tables = storage.tables
+        return each_partition(context, lambda topic: _topic_documents(storage.tables, topic))
+
+    def _topic_documents(tables, topic: str) -> dg.MaterializeResult:
         assigned = tables.read(ASSIGNMENTS).filter(pl.col("topic") == topic)
         if assigned.is_empty():
             raise dg.Failure(f"topic {topic!r} has no documents in {CLUSTERS}; rematerialize {CLUSTERS} (it may have vanished)")

@@ -20,6 +20,7 @@ from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.curate.topics import ASSIGNMENTS, CLUSTERS
 from hare_assets.defs.ingest.partitions import BLOCKS
 from hare_assets.defs.metadata import frame_markdown, reason_table
+from hare_assets.defs.ranges import backfill_policy, each_partition
 from hare_assets.defs.resources import HareStorage, ShardEngine
 from hare_assets.defs.synthesize.assets import SYNTHETIC, TASKS
 from hare_assets.lib.accounting import Account
@@ -224,25 +225,27 @@ def build_integrity_assets(profile: Profile, benchmarks: dg.PartitionsDefinition
         partitions_def=TOPICS,
         deps=[SYNTHETIC, INDEX],
         check_specs=[accounting_spec(DECONTAMINATED["d2"]), _contamination_check(DECONTAMINATED["d2"])],
+        backfill_policy=backfill_policy(),
         code_version=_describe(rule_for(integrity, "d2"), integrity.strict),
         description=f"D2 of one topic without benchmark leakage (integrity.d2); hits in `{DECONTAMINATED['d2']}__hits`.",
         **common,
     )
     def decontaminated_synthetic(context: dg.AssetExecutionContext, storage: HareStorage):
-        return decontaminate_partition(storage.tables, "d2", context.partition_key)
+        return each_partition(context, lambda key: decontaminate_partition(storage.tables, "d2", key))
 
     @dg.asset(
         name=DECONTAMINATED["d3"],
         partitions_def=tasks,
         deps=[TASKS, INDEX],
         check_specs=[accounting_spec(DECONTAMINATED["d3"]), _contamination_check(DECONTAMINATED["d3"])],
+        backfill_policy=backfill_policy(),
         code_version=_describe(rule_for(integrity, "d3"), integrity.strict),
         description=(f"D3 of one task without benchmark leakage (integrity.d3: short task text, smaller n); hits in "
                      f"`{DECONTAMINATED['d3']}__hits`."),
         **common,
     )
     def decontaminated_tasks(context: dg.AssetExecutionContext, storage: HareStorage):
-        return decontaminate_partition(storage.tables, "d3", context.partition_key)
+        return each_partition(context, lambda key: decontaminate_partition(storage.tables, "d3", key))
 
     @dg.asset(
         name=HITS,

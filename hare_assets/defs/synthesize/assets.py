@@ -8,11 +8,12 @@ import polars as pl
 from hare_assets.defs.accounting import account_metadata, accounting_result, accounting_spec
 from hare_assets.defs.curate.partitions import TOPICS
 from hare_assets.defs.metadata import reason_table
+from hare_assets.defs.ranges import backfill_policy, combined
 from hare_assets.defs.resources import GeneratorResource, HareStorage
 from hare_assets.lib.accounting import Account
 from hare_assets.lib.profile import OpenTaskConfig, Profile
 from hare_assets.lib.readers import list_shards, read_shard
-from hare_assets.lib.synthesis import Built, open_task_rows, restruct_tasks, synthesize_topic
+from hare_assets.lib.synthesis import Built, open_task_rows, restruct_requests, restruct_rows, topic_requests, topic_rows
 from hare_assets.lib.tasks import render_open_task
 
 SYNTHETIC = "synthetic_documents"
@@ -47,14 +48,28 @@ def write_built(context: dg.AssetExecutionContext, tables, asset: str, partition
     )
 
 
-def _generation_metadata(generator) -> dict:
+def _generation_metadata(generator, seconds: float) -> dict:
     stats = generator.stats.as_dict()
     return {
         "generator": dg.MetadataValue.text(f"{generator.backend.kind}:{generator.backend.model}"),
         "generation": dg.MetadataValue.json(stats),
         "cache_hits": dg.MetadataValue.int(int(stats["cache_hits"])),
         "completion_tokens": dg.MetadataValue.int(int(stats["completion_tokens"])),
+        "seconds": dg.MetadataValue.float(round(seconds, 2)),
     }
+
+
+def _generate_together(context: dg.AssetExecutionContext, generator: GeneratorResource, requests: dict[str, list]):
+    """One generation call for the requests of every partition in the run (bigger batches), split back per partition."""
+    gen = generator.generator(context.log.info)
+    started = time.perf_counter()
+    results = iter(gen.generate([r for batch in requests.values() for r in batch]))
+    replies = {key: [next(results) for _ in batch] for key, batch in requests.items()}
+    return gen, replies, _generation_metadata(gen, time.perf_counter() - started)
+
+
+def _with_metadata(result: dg.MaterializeResult, extra: dict) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={**(result.metadata or {}), **extra}, check_results=result.check_results)
 
 
 def _open_task_records(task: OpenTaskConfig) -> tuple[list[dict], list[dict]]:
@@ -80,6 +95,7 @@ def build_synthesize_assets(profile: Profile, tasks: dg.PartitionsDefinition, gp
         kinds={"parquet", "llm"},
         pool=pool,
         check_specs=[accounting_spec(SYNTHETIC)],
+        backfill_policy=backfill_policy(),
         description=(
             "HARE D2 for one topic: seed documents sampled from the topic, Cosmopedia-style prompts "
             "(resources/prompts/d2) chosen per seed source, one generator for everything; outputs pass the D1 "
@@ -87,21 +103,21 @@ def build_synthesize_assets(profile: Profile, tasks: dg.PartitionsDefinition, gp
         ),
     )
     def synthetic_documents(context: dg.AssetExecutionContext, storage: HareStorage, generator: GeneratorResource):
-        topic = context.partition_key
         tables = storage.tables
-        docs = tables.read(TOPIC_DOCUMENTS, topic)
         clusters = tables.read(TOPIC_CLUSTERS)
-        keywords = clusters.filter(pl.col("topic") == topic)["keywords"].to_list()
-        gen = generator.generator(context.log.info)
-        started = time.perf_counter()
-        built = synthesize_topic(topic, keywords[0] if keywords else [], docs, profile, gen)
-        seconds = time.perf_counter() - started
-        rows_in = min(len(docs), profile.synthesis.seeds_per_topic)
-        return write_built(context, tables, SYNTHETIC, topic, built, rows_in, {
-            **_generation_metadata(gen),
-            "seconds": dg.MetadataValue.float(round(seconds, 2)),
-            "keywords": dg.MetadataValue.text(", ".join(keywords[0] if keywords else [])),
-        })
+        keywords, rows_in, requests = {}, {}, {}
+        for topic in context.partition_keys:
+            docs = tables.read(TOPIC_DOCUMENTS, topic)
+            found = clusters.filter(pl.col("topic") == topic)["keywords"].to_list()
+            keywords[topic] = found[0] if found else []
+            rows_in[topic] = min(len(docs), profile.synthesis.seeds_per_topic)
+            requests[topic] = topic_requests(topic, keywords[topic], docs, profile)
+        gen, replies, generation = _generate_together(context, generator, requests)
+        written = {topic: write_built(context, tables, SYNTHETIC, topic,
+                                      topic_rows(topic, requests[topic], replies[topic], profile, gen.backend.model), rows_in[topic],
+                                      {"keywords": dg.MetadataValue.text(", ".join(keywords[topic]))})
+                   for topic in requests}
+        return _with_metadata(combined(written), generation)
 
     @dg.asset(
         name=TASKS,
@@ -111,6 +127,7 @@ def build_synthesize_assets(profile: Profile, tasks: dg.PartitionsDefinition, gp
         kinds={"parquet", "llm"},
         pool=pool,
         check_specs=[accounting_spec(TASKS)],
+        backfill_policy=backfill_policy(),
         description=(
             "HARE D3 for one task: Restruct items (qa, mcq, cloze, summary) generated from D2 seeds as JSON, "
             "validated (malformed JSON, answers not among the options are rejected and counted) and rendered as "
@@ -118,26 +135,31 @@ def build_synthesize_assets(profile: Profile, tasks: dg.PartitionsDefinition, gp
         ),
     )
     def task_documents(context: dg.AssetExecutionContext, storage: HareStorage, generator: GeneratorResource):
-        task = context.partition_key
         tables = storage.tables
         open_tasks = {t.name: t for t in profile.tasks.open}
-        if task in open_tasks:
+        written: dict[str, dg.MaterializeResult] = {}
+        for task in (t for t in context.partition_keys if t in open_tasks):
             spec = open_tasks[task]
             records, unreadable = _open_task_records(spec)
-            built = open_task_rows(task, records, lambda doc: render_open_task(doc, spec), profile.tasks.max_tokens,
-                                   lambda r: f"{spec.name}/{r['shard']}")
+            built = open_task_rows(task, records, lambda doc, spec=spec: render_open_task(doc, spec), profile.tasks.max_tokens,
+                                   lambda r, spec=spec: f"{spec.name}/{r['shard']}")
             built.quarantine.extend(unreadable)
-            return write_built(context, tables, TASKS, task, built, len(records) + len(unreadable),
-                               {"template": dg.MetadataValue.text(spec.template)})
-        topics = [t for t in context.instance.get_dynamic_partitions(TOPICS.name) if tables.exists(SYNTHETIC, t)]
-        if not topics:
-            raise dg.Failure(f"no {SYNTHETIC} partitions are materialized yet; materialize at least one topic first")
-        seeds = pl.concat([tables.read(SYNTHETIC, t) for t in topics])
-        gen = generator.generator(context.log.info)
-        built = restruct_tasks(task, seeds, profile, gen)
-        rows_in = min(seeds.height, profile.tasks.seeds_per_task)
-        return write_built(context, tables, TASKS, task, built, rows_in, {
-            **_generation_metadata(gen), "seed_topics": dg.MetadataValue.int(len(topics)),
-        })
+            written[task] = write_built(context, tables, TASKS, task, built, len(records) + len(unreadable),
+                                        {"template": dg.MetadataValue.text(spec.template)})
+        restruct = [t for t in context.partition_keys if t not in open_tasks]
+        extra: dict = {}
+        if restruct:
+            topics = [t for t in context.instance.get_dynamic_partitions(TOPICS.name) if tables.exists(SYNTHETIC, t)]
+            if not topics:
+                raise dg.Failure(f"no {SYNTHETIC} partitions are materialized yet; materialize at least one topic first")
+            seeds = pl.concat([tables.read(SYNTHETIC, t) for t in topics])
+            requests = {task: restruct_requests(task, seeds, profile) for task in restruct}
+            gen, replies, extra = _generate_together(context, generator, requests)
+            for task in restruct:
+                written[task] = write_built(context, tables, TASKS, task, restruct_rows(task, requests[task], replies[task], profile,
+                                                                                          gen.backend.model),
+                                            min(seeds.height, profile.tasks.seeds_per_task), {})
+            extra["seed_topics"] = dg.MetadataValue.int(len(topics))
+        return _with_metadata(combined(written), extra)
 
     return [synthetic_documents, task_documents]

@@ -1,10 +1,10 @@
 """Text generation for HARE D2/D3 (and benchmark paraphrases) behind one interface.
 
-`build_backend(kind, **settings)` makes a backend: `offline` (a deterministic extractive
+`build_backend(kind, **settings)` makes a backend: `extractive` (a deterministic
 stand-in, no model), `openai` (any OpenAI-compatible server, e.g. `vllm serve`),
 `transformers` (a local model directory) or `vllm` (offline vLLM batches, GPU extra). A
 `Generator` puts a `GenerationCache` in front of it and adds retries, bounded concurrency and
-progress logging. Backends are imported lazily so that `offline` and `openai` never load torch.
+progress logging. Backends are imported lazily so that `extractive` and `openai` never load torch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from hare_assets.lib.generation.types import (
     TransientError,
 )
 
-KINDS = ("offline", "openai", "transformers", "vllm")
+KINDS = ("extractive", "openai", "transformers", "vllm")
 
 
 # Settings a profile's generator section holds for some backend; a backend that does not take
@@ -38,8 +38,8 @@ def build_backend(kind: str, **settings: Any) -> Backend:
     openai; model, device, dtype for transformers; model plus vllm.LLM engine arguments for
     vllm). Settings that are None are dropped, and the shared profile settings a backend does
     not use (a timeout for transformers, a device for openai) are ignored."""
-    if kind == "offline":
-        from hare_assets.lib.generation.offline import OfflineBackend as cls
+    if kind == "extractive":
+        from hare_assets.lib.generation.extractive import ExtractiveBackend as cls
     elif kind == "openai":
         from hare_assets.lib.generation.openai_compat import OpenAICompatBackend as cls
     elif kind == "transformers":

@@ -93,6 +93,7 @@ class Generator:
                 todo.append(i)
         desc = f"{self.backend.kind}:{self.backend.model}"
         self.log(f"generation [{desc}]: {len(requests)} requests, {stats.cache_hits} cached, {len(todo)} to generate")
+        failpoint("synthesis")
 
         def record(i: int, outcome: _Outcome, count_retries: bool = True) -> None:
             c = outcome.completion
@@ -101,7 +102,6 @@ class Generator:
                 stats.generated += 1
                 stats.prompt_tokens += c.prompt_tokens
                 stats.completion_tokens += c.completion_tokens
-                failpoint("synthesis")
             else:
                 results[i] = GenerationResult(keys[i], None, outcome.error, False, outcome.attempts, meta=requests[i].meta)
                 stats.failures += 1

@@ -63,38 +63,38 @@ class TransformersBackend(Backend):
     def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
         out: list[Completion | None] = [None] * len(requests)
         groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, r in enumerate(requests):
+        for i, r in enumerate(requests):  # replies to different schemas share a batch: each row gets its own grammar
             settings = (int(r.max_tokens), float(r.temperature), float(r.top_p), float(r.repetition_penalty), r.seed,
-                        r.response_schema)
+                        r.response_schema is not None)
             groups.setdefault(settings, []).append(i)
-        for settings, idx in groups.items():
-            completions = self._generate([self.prompt_ids(requests[i]) for i in idx], *settings)
+        for (*settings, constrained), idx in groups.items():
+            schemas = [requests[i].response_schema for i in idx] if constrained else None
+            completions = self._generate([self.prompt_ids(requests[i]) for i in idx], *settings, schemas)
             for i, c in zip(idx, completions):
                 out[i] = c
         return out  # type: ignore[return-value]
 
-    def _json_constraint(self, schema: str, rows: int) -> Any:
-        """xgrammar's logits processor holding `rows` replies to `schema`; the tokenizer's grammar tables and each
-        schema are compiled once per backend."""
+    def _json_constraint(self, schemas: list[str]) -> Any:
+        """xgrammar's logits processor holding one reply per schema (a row of the batch each); the tokenizer's grammar
+        tables and each schema are compiled once per backend."""
         try:
             import xgrammar as xgr
         except ImportError:
             raise PermanentError("a response_schema on the transformers backend needs xgrammar: `make setup`, or pip install "
                                  "xgrammar (or set tasks.structured_output: false)") from None
-        compiled = self._grammars.get(schema)
-        if compiled is None:
-            if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.lm.config.vocab_size)
-                self._compiler = xgr.GrammarCompiler(info)
+        if self._compiler is None:
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.lm.config.vocab_size)
+            self._compiler = xgr.GrammarCompiler(info)
+        for schema in set(schemas) - set(self._grammars):
             try:
                 # compact JSON: with free whitespace between tokens a small model can loop on newlines until max_tokens
-                compiled = self._grammars[schema] = self._compiler.compile_json_schema(schema, any_whitespace=False)
+                self._grammars[schema] = self._compiler.compile_json_schema(schema, any_whitespace=False)
             except Exception as exc:
                 raise PermanentError(f"response_schema does not compile: {exc}") from None
-        return xgr.contrib.hf.LogitsProcessor([compiled] * rows)
+        return xgr.contrib.hf.LogitsProcessor([self._grammars[s] for s in schemas])
 
     def _generate(self, prompts: list[list[int]], max_tokens: int, temperature: float, top_p: float, penalty: float,
-                  seed: int | None, schema: str | None) -> list[Completion]:
+                  seed: int | None, schemas: list[str] | None) -> list[Completion]:
         import torch
 
         width = max(len(p) for p in prompts)
@@ -108,10 +108,10 @@ class TransformersBackend(Backend):
             sampling.update(temperature=temperature, top_p=top_p, top_k=0)
         if penalty != 1.0:
             sampling["repetition_penalty"] = penalty
-        if schema is not None:
+        if schemas is not None:
             from transformers import LogitsProcessorList
 
-            sampling["logits_processor"] = LogitsProcessorList([self._json_constraint(schema, len(prompts))])
+            sampling["logits_processor"] = LogitsProcessorList([self._json_constraint(schemas)])
         devices = [torch.device(self.device)] if str(self.device).startswith("cuda") else []
         try:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():

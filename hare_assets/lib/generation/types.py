@@ -17,7 +17,7 @@ from typing import Any
 class GenerationRequest:
     """One chat turn. `response_schema` (JSON Schema text) asks for a reply that conforms to it: backends that
     can constrain decoding do so, the others ignore it and the caller validates as always. `task` and `seed_text`
-    only steer the offline backend; `meta` rides along for the caller (provenance, topic, …) and is not part of
+    only steer the extractive backend; `meta` rides along for the caller (provenance, topic, …) and is not part of
     the cache key."""
 
     prompt: str

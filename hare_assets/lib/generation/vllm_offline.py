@@ -22,7 +22,7 @@ from hare_assets.lib.paths import models_dir as default_models_dir
 INSTALL_HINT = (
     "the 'vllm' generation backend needs vLLM, an optional GPU extra: on a CUDA machine run "
     "`pip install '.[gpu]'` in the checkout (or `pip install 'hare-assets[gpu]'`); on a machine "
-    "without a GPU use the 'transformers', 'openai' (a vLLM server elsewhere) or 'offline' backend"
+    "without a GPU use the 'transformers', 'openai' (a vLLM server elsewhere) or 'extractive' backend"
 )
 
 

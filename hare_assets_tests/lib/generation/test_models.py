@@ -82,6 +82,19 @@ def test_sampling_settings_reach_the_model(smollm2):
     assert smollm2.model == SMOLLM2 and str(smollm2.dtype) in {"torch.float32", "torch.bfloat16"}
 
 
+def test_replies_to_different_schemas_share_a_batch(smollm2):
+    """The D3 tasks of a run go to the model together: each row of the batch is held to its own schema."""
+    from hare_assets.lib.tasks import response_schema
+
+    kinds = ["mcq", "cloze", "qa", "summary"]
+    requests = [GenerationRequest(prompt="Make a quiz item about the Erie Canal.", max_tokens=6, temperature=0.0,
+                                  response_schema=response_schema(kind)) for kind in kinds]
+    generator = Generator(smollm2, batch_size=4)
+    replies = generator.generate(requests)
+    keys = ['{"question', '{"text', '{"question', '{"summary']  # each schema's first property, in its own row
+    assert generator.stats.generated == 4 and all(r.text.startswith(key) for r, key in zip(replies, keys, strict=True))
+
+
 @pytest.mark.slow
 def test_constrained_decoding_makes_a_valid_mcq_where_plain_prompting_fails(smollm2):
     """The D3 mcq prompt over one passage, sampled with six seeds: under the task's JSON schema every reply that ends

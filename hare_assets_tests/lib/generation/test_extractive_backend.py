@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hare_assets.lib.generation import GenerationCache, GenerationRequest, Generator, PermanentError, build_backend
-from hare_assets.lib.generation.offline import MODEL_ID, split_sentences
+from hare_assets.lib.generation.extractive import MODEL_ID, split_sentences
 from hare_assets.lib.prompts import load_template
 from hare_assets.lib.tasks import parse_restruct
 
@@ -20,7 +20,7 @@ SHORT = "Photosynthesis is the process by which green plants turn light into che
 
 @pytest.fixture(scope="module")
 def backend():
-    return build_backend("offline")
+    return build_backend("extractive")
 
 
 def _one(backend, task, seed_text=SEED, prompt="Write it.", **kw):
@@ -97,9 +97,9 @@ def test_bad_tasks_and_seeds_are_per_request_errors(backend, tmp_path):
         GenerationRequest(prompt="p", task="textbook", seed_text=SHORT),
     ])
     assert "too short" in results[0].error and results[1].ok and results[2].ok
-    assert results[1].text != results[2].text  # seed_text is in the offline backend's cache key
+    assert results[1].text != results[2].text  # seed_text is in the extractive backend's cache key
     assert gen.stats.failures == 1 and gen.stats.retries == 0
-    assert backend.model == MODEL_ID and backend.kind == "offline"
+    assert backend.model == MODEL_ID and backend.kind == "extractive"
     again = gen.generate([GenerationRequest(prompt="p", task="textbook", seed_text=SEED)])
     assert again[0].cached and again[0].text == results[1].text
 

@@ -1,6 +1,7 @@
 """`hare-offline-extractive-v1`: a deterministic stand-in generator with no language model.
 
-It exists so that the whole graph runs offline on a laptop (the demo profile): it rebuilds
+It exists for fast tests of the graph's plumbing and for machines without any model (the demo
+profile uses the real SmolLM2-135M-Instruct instead): it rebuilds
 text from the seed document's own sentences, so its output reads as English and stays on the
 seed's topic, but it invents nothing. Outputs by task:
 
@@ -239,14 +240,14 @@ def _capitalised_runs(tokens: list[str]) -> list[str]:
     return runs
 
 
-class OfflineBackend(Backend):
-    kind = "offline"
+class ExtractiveBackend(Backend):
+    kind = "extractive"
     model = MODEL_ID
     concurrent = False
 
     def __init__(self, model: str | None = None):
         if model not in (None, MODEL_ID):
-            raise ValueError(f"the offline backend is {MODEL_ID!r}; it cannot run model {model!r}")
+            raise ValueError(f"the extractive backend is {MODEL_ID!r}; it cannot run model {model!r}")
 
     def key_extra(self, request: GenerationRequest) -> dict[str, Any]:
         return {"task": request.task, "seed_text": request.seed_text}
@@ -300,7 +301,7 @@ def resolve_task(task: str, prompt: str = "", system: str | None = None) -> str:
             return "qa"
         return "qa_guide"
     if base not in TASKS:
-        raise PermanentError(f"the offline backend has no task {task!r}; tasks: {sorted({*TASKS, 'qa'} - {'qa_guide'})}")
+        raise PermanentError(f"the extractive backend has no task {task!r}; tasks: {sorted({*TASKS, 'qa'} - {'qa_guide'})}")
     return base
 
 
