@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32, help="the generator profile default")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="0 skips the throughput comparison")
     parser.add_argument("--mcq-seeds", type=int, default=100, help="0 skips the structured-output comparison")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -141,7 +141,7 @@ def main() -> None:
     figures: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
                      "prompts": args.prompts, "max_tokens": args.max_tokens, "batch_size": args.batch_size}
     requests = d2_requests(seeds(args.data, args.prompts), args.max_tokens)
-    plain = Plain()
+    plain = Plain() if args.runs else None
     runs: dict[str, list[dict]] = {"resource": [], "plain": []}
     for run in range(args.runs):
         order = ("resource", "plain") if run % 2 == 0 else ("plain", "resource")
@@ -150,10 +150,11 @@ def main() -> None:
             runs[side].append(result)
             log(f"run {run + 1}/{args.runs} {side}: {result['tokens']} tokens in {result['seconds']:.1f} s "
                 f"= {result['tokens_per_s']:.1f} tokens/s")
-    figures["throughput"] = {side: {"runs": r, "median_tokens_per_s": median([x["tokens_per_s"] for x in r])}
-                             for side, r in runs.items()}
-    speedup = ratio(figures["throughput"]["resource"]["median_tokens_per_s"], figures["throughput"]["plain"]["median_tokens_per_s"])
-    figures["speedup"] = speedup
+    if args.runs:
+        figures["throughput"] = {side: {"runs": r, "median_tokens_per_s": median([x["tokens_per_s"] for x in r])}
+                                 for side, r in runs.items()}
+        figures["speedup"] = ratio(figures["throughput"]["resource"]["median_tokens_per_s"],
+                                   figures["throughput"]["plain"]["median_tokens_per_s"])
 
     if torch.cuda.is_available():
         try:
@@ -165,11 +166,13 @@ def main() -> None:
         texts = seeds(args.data, args.mcq_seeds)
         figures["mcq"] = [mcq_validity(texts, structured, args.batch_size) for structured in (True, False)]
 
-    print(f"\nGeneration on {SMOLLM2}, {figures['machine']}: {args.prompts} D2 prompts, max {args.max_tokens} new tokens, "
-          f"medians of {args.runs} runs")
-    for side, label in (("resource", f"generator resource (batches of {args.batch_size})"), ("plain", "plain generate, one at a time")):
-        print(f"  {label:<44} {figures['throughput'][side]['median_tokens_per_s']:7.1f} tokens/s")
-    print(f"  ratio {speedup:.2f}x (target >= {TARGET_RATIO:g}x: {'met' if speedup >= TARGET_RATIO else 'NOT met'})")
+    print(f"\nGeneration on {SMOLLM2}, {figures['machine']}")
+    if args.runs:
+        print(f"  {args.prompts} D2 prompts, max {args.max_tokens} new tokens, medians of {args.runs} runs")
+        for side, label in (("resource", f"generator resource (batches of {args.batch_size})"), ("plain", "plain generate, one at a time")):
+            print(f"  {label:<44} {figures['throughput'][side]['median_tokens_per_s']:7.1f} tokens/s")
+        speedup = figures["speedup"]
+        print(f"  ratio {speedup:.2f}x (target >= {TARGET_RATIO:g}x: {'met' if speedup >= TARGET_RATIO else 'NOT met'})")
     if "vllm" in figures:
         print(f"  vLLM through the resource: {figures['vllm']}")
     for m in figures.get("mcq", []):

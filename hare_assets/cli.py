@@ -363,7 +363,12 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     defs = graph.build_definitions(profile)
     instance = _instance()
     started = time.perf_counter()
-    for benchmark in profile.integrity.benchmarks:
+    unknown = sorted(set(args.benchmark or ()) - set(profile.integrity.benchmarks))
+    if unknown:
+        print(f"hare: {unknown} are not among profile {profile.name!r}'s benchmarks {profile.integrity.benchmarks}", file=sys.stderr)
+        return 2
+    benchmarks = args.benchmark or profile.integrity.benchmarks
+    for benchmark in benchmarks:
         for job, key, selection in ((graph.BENCHMARK_JOB, benchmark, [dg.AssetKey(BENCHMARK_SETS)]),
                                     (graph.BASELINE_JOB, dg.MultiPartitionKey({"benchmark": benchmark, BASELINE_STAGE: args.name}), None)):
             result = defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
@@ -372,7 +377,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             if not result.success:
                 return 1
     tables = TableStore(hare_home())
-    rows = pl.concat([tables.read(SCORES, f"{b}__{args.name}") for b in profile.integrity.benchmarks])
+    rows = pl.concat([tables.read(SCORES, f"{b}__{args.name}") for b in profile.integrity.benchmarks
+                      if tables.exists(SCORES, f"{b}__{args.name}")])
     print(rows.filter(pl.col("subset") == "all").select("benchmark", "metric", pl.col("value").round(4), pl.col("stderr").round(4), "n"))
     return 0
 
@@ -442,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "(benchmark_sets, then baseline_scores) and print the scores")
     bl.add_argument("name", help="the baseline's name in the profile")
     bl.add_argument("--profile", default="demo")
+    bl.add_argument("--benchmark", action="append", help="only this benchmark of the profile (repeatable)")
     bl.set_defaults(func=cmd_baseline)
 
     mo = sub.add_parser("model", help="prepare a model for the local generator and print the directory it loads from "

@@ -509,11 +509,17 @@ class EvaluationConfig(_Strict):
     backend: Literal["hf", "vllm"] = "hf"
     device: str = "auto"
     batch_size: int | str = 8
-    limit: int | None = None
+    limit: int | dict[str, int] | None = Field(None, description="items per lm-eval task (MMLU: per subject); a mapping "
+                                                 "sets it per benchmark, `default` for the others")
     num_threads: int | None = None
     max_gen_toks: int | None = Field(None, description="generation cap for generative tasks (GSM8K); null: lm-eval's 256")
     stages: list[Literal["stage1", "stage2"]] = Field(default_factory=lambda: ["stage1", "stage2"], min_length=1)
     baselines: list[BaselineConfig] = Field(default_factory=list)
+
+    def limit_for(self, benchmark: str) -> int | None:
+        if isinstance(self.limit, dict):
+            return self.limit.get(benchmark, self.limit.get("default"))
+        return self.limit
 
     @model_validator(mode="after")
     def _unique_baselines(self) -> EvaluationConfig:

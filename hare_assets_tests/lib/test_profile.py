@@ -53,3 +53,12 @@ def test_per_source_quality_overrides():
     profile = load_profile("demo")
     assert profile.quality_for("news").min_words == 20
     assert profile.quality_for("encyclopedia").min_words == profile.clean.quality.min_words
+
+
+def test_evaluation_limits_per_benchmark():
+    from hare_assets.lib.profile import EvaluationConfig
+
+    per = EvaluationConfig(limit={"default": 10, "mmlu": 1})
+    assert (per.limit_for("mmlu"), per.limit_for("gsm8k")) == (1, 10)
+    assert EvaluationConfig(limit=5).limit_for("mmlu") == 5 and EvaluationConfig().limit_for("mmlu") is None
+    assert EvaluationConfig(limit={"mmlu": 2}).limit_for("arc_challenge") is None

@@ -65,7 +65,7 @@ def _score(context: dg.AssetExecutionContext, storage: HareStorage, launcher: Jo
     tasks = write_tasks({benchmark: items}, registry, out / "tasks")
     config = EvalConfig(
         checkpoint=weights, out_dir=str(out), tasks=tasks, include_path=str(out / "tasks"), backend=evaluation.backend,
-        device=evaluation.device, batch_size=evaluation.batch_size, limit=evaluation.limit,
+        device=evaluation.device, batch_size=evaluation.batch_size, limit=evaluation.limit_for(benchmark),
         num_threads=evaluation.num_threads, max_gen_toks=evaluation.max_gen_toks,
     )
     launcher.run(context, "hare_assets.lib.eval_job", config.to_dict())
