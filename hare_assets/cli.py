@@ -26,6 +26,12 @@ def _home_dir() -> str:
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+def _quiet_libraries() -> None:
+    """No progress bars from the libraries under our summary lines (transformers reads this when first imported)."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def _instance():
     """The checkout's Dagster instance (dagster.yaml at the root, SQLite under .hare/dagster)."""
     import dagster as dg
@@ -93,10 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def demo_worker(args: argparse.Namespace) -> int:
     """The demo itself: each job and partition in dependency order, skipping what an earlier run of the
     same plan finished (`--fresh`: everything), recorded in the checkout's instance."""
-    # The terminal gets one summary line per asset and the jobs' own progress, not the libraries' progress bars
-    # (transformers reads its setting when first imported); the full event log is in the UI.
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _quiet_libraries()
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
     from dagster._core.utils import make_new_run_id
@@ -345,7 +348,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     """One of the profile's baselines scored on each of its benchmarks through the graph (benchmark_sets, then
     baseline_scores), in this checkout's instance and HARE_HOME."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _quiet_libraries()
     import dagster as dg
     import polars as pl
 
@@ -360,15 +363,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if args.name not in names:
         print(f"hare: profile {profile.name!r} has no baseline {args.name!r} (evaluation.baselines: {names or 'none'})", file=sys.stderr)
         return 2
-    defs = graph.build_definitions(profile)
-    instance = _instance()
-    started = time.perf_counter()
     unknown = sorted(set(args.benchmark or ()) - set(profile.integrity.benchmarks))
     if unknown:
         print(f"hare: {unknown} are not among profile {profile.name!r}'s benchmarks {profile.integrity.benchmarks}", file=sys.stderr)
         return 2
-    benchmarks = args.benchmark or profile.integrity.benchmarks
-    for benchmark in benchmarks:
+    defs = graph.build_definitions(profile)
+    instance = _instance()
+    started = time.perf_counter()
+    for benchmark in args.benchmark or profile.integrity.benchmarks:
         for job, key, selection in ((graph.BENCHMARK_JOB, benchmark, [dg.AssetKey(BENCHMARK_SETS)]),
                                     (graph.BASELINE_JOB, dg.MultiPartitionKey({"benchmark": benchmark, BASELINE_STAGE: args.name}), None)):
             result = defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
